@@ -1,0 +1,27 @@
+-- enrollgate core settings. Listeners are bound at start-up; everything else here is
+-- re-read on every reload (SIGHUP, `enrollgate reload`, POST /reload on the admin listener).
+-- `--listen` and `--admin` on the command line override the listeners below.
+return {
+  listen = { "127.0.0.1:48999" },     -- "ADDR:PORT" or "[v6]:PORT"; the appliance uses "0.0.0.0:48999", "[::]:48999"
+  admin  = "127.0.0.1:48998",         -- /healthz /metrics /status, POST /reload: keep it on loopback
+  log = {
+    level = "info",                   -- debug | info | warn | error
+    access = true,                    -- one JSON line per request / tunnel
+  },
+  limits = {
+    max_header_bytes    = 16384,      -- request head larger than this: 431
+    header_timeout      = 10,         -- seconds to receive a complete request head: 408
+    idle_timeout        = 60,         -- seconds a keep-alive client connection may sit idle
+    tunnel_idle_timeout = 600,        -- seconds a CONNECT tunnel may carry no byte either way
+    max_connections     = 4096,       -- client connections; more are refused at accept
+    dns_timeout         = 5,          -- seconds for name resolution: 504
+    connect_timeout     = 10,         -- seconds to connect upstream: 504
+    response_timeout    = 60,         -- seconds to wait for the upstream response head: 504
+    drain_timeout       = 10,         -- seconds SIGTERM waits for requests in flight
+  },
+  lua = {
+    hook_instructions = 1000000,      -- VM instructions per hook call, then the request is denied
+    hook_time_ms      = 100,          -- wall-clock budget per hook call
+    memory_mb         = 32,           -- cap on one policy state's memory
+  },
+}

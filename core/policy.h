@@ -1,0 +1,113 @@
+/* policy.h: policy generations — the Lua runtime, its sandbox and the verdict pipeline.
+ *
+ * A generation owns one sandboxed Lua state, the compiled allowlist and the settings that
+ * were loaded with it. It is built completely (files loaded as text, API checked, allowlist
+ * compiled, self-test vectors run) before anyone sees it, then published by the server. Every
+ * request takes a reference for its lifetime, so a reload never changes the policy under a
+ * request that already started; the last reference frees the generation. */
+#ifndef EG_POLICY_H
+#define EG_POLICY_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "allowlist.h"
+#include "http_parse.h"
+#include "settings.h"
+
+struct lua_State;
+
+/* Why a load failed: what `enrollgate check` prints as file:line: message. */
+struct eg_load_error {
+	char stage[24];   /* "settings", "load", "api", "allowlist", "routes", "selftest" */
+	char file[256];
+	int line;
+	char message[512];
+};
+
+struct eg_route {
+	char prefix[128];
+	char protocol[32];
+};
+
+/* Counters a hook run feeds; the server folds them into metrics. */
+struct eg_hook_stats {
+	atomic_ullong calls, errors, timeouts, oom;
+};
+
+struct eg_policy {
+	atomic_int refs;
+	uint64_t generation;      /* set by the server when published */
+	time_t loaded_at;
+	char sha256[65];          /* over every file loaded, in load order */
+	char conf_dir[512];
+	char lua_dir[512];
+	struct eg_settings settings;
+	struct eg_allowlist *allowlist;
+	int require_sni_match;
+	struct eg_route *routes;
+	int nroutes;
+
+	struct lua_State *L;
+	struct lua_State *co;     /* reusable coroutine the hooks run in */
+	int co_ref;
+	int ref_on_request, ref_on_connect, ref_on_client_hello;
+
+	/* memory accounting and the budget of the hook being run */
+	size_t mem_used, mem_limit;
+	long budget_left;
+	struct timespec deadline;
+	int budget_failed;        /* 1 instruction/time budget, 2 out of memory */
+	int in_hook;
+	struct eg_hook_stats *stats;
+};
+
+/* What the pipeline is asked about. */
+struct eg_request_info {
+	const char *method;
+	const char *host;
+	int host_is_ip;
+	uint16_t port;
+	const char *path;        /* NULL for CONNECT */
+	const char *client;      /* "ip:port" of the client */
+	const char *sni;         /* on_client_hello only */
+	const struct eg_http_head *head; /* headers for ctx:header(); may be NULL */
+};
+
+struct eg_verdict {
+	int allow;
+	int status;               /* for deny */
+	char reason[200];
+	const struct eg_rule *rule;  /* allowlist rule that matched (allow) or NULL */
+	int deferred;             /* allowed pending a CIDR-only rule on the resolved address */
+	const char *stage;        /* who decided: "allowlist", "hook", "hook-error", "address" */
+};
+
+/* Build a generation from conf_dir (enrollgate.lua, policy.lua) and the Lua bundle in
+ * lua_dir. Returns NULL and fills err on any failure. stats may be NULL. */
+struct eg_policy *eg_policy_load(const char *conf_dir, const char *lua_dir, struct eg_hook_stats *stats,
+				 struct eg_load_error *err);
+
+static inline struct eg_policy *eg_policy_ref(struct eg_policy *p)
+{
+	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+	return p;
+}
+void eg_policy_unref(struct eg_policy *p);
+
+/* Request stage: allowlist by name, then on_request/on_connect. Always fills v. */
+void eg_policy_decide(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v);
+
+/* Address stage, after resolution: may turn an allow into a deny (SSRF / rebinding). */
+void eg_policy_check_addr(struct eg_policy *p, const struct sockaddr *sa, uint16_t port, struct eg_verdict *v);
+
+/* Tunnel stage: SNI from the ClientHello (NULL if none). */
+void eg_policy_client_hello(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v);
+
+/* Longest-prefix protocol route for an origin-form path, or NULL. */
+const struct eg_route *eg_policy_route(const struct eg_policy *p, const char *path, size_t n);
+
+size_t eg_policy_lua_memory(const struct eg_policy *p);
+
+#endif

@@ -1,0 +1,996 @@
+/* proxy.c: one client connection of the forward proxy, from request head to response end.
+ *
+ * A connection owns a client bufferevent and at most one upstream bufferevent (kept alive
+ * and reused while requests go to the same host:port). Each request holds a reference on
+ * the policy generation that decided it until its response ends. Bodies are streamed in
+ * both directions with evbuffer moves (no copies) and back-pressure through watermarks.
+ * CONNECT requests become tunnels (tunnel.c). */
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "log.h"
+
+#define MAX_RESPONSE_HEAD (64 * 1024)
+#define HIGH_WATER (256 * 1024)
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void upstream_read_cb(struct bufferevent *bev, void *arg);
+static void upstream_write_cb(struct bufferevent *bev, void *arg);
+static void upstream_event_cb(struct bufferevent *bev, short what, void *arg);
+static void process_head(struct eg_conn *c);
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void set_tv(struct timeval *tv, double secs)
+{
+	tv->tv_sec = (time_t)secs;
+	tv->tv_usec = (suseconds_t)((secs - (double)tv->tv_sec) * 1e6);
+}
+
+const struct eg_settings *eg_conn_settings(struct eg_conn *c)
+{
+	return c->pol ? &c->pol->settings : &c->srv->policy->settings;
+}
+
+/* ---- idle list (for drain) ---- */
+
+static void idle_add(struct eg_conn *c)
+{
+	if (c->on_idle_list)
+		return;
+	c->idle_next = c->srv->idle_head;
+	c->idle_prev = NULL;
+	if (c->srv->idle_head)
+		c->srv->idle_head->idle_prev = c;
+	c->srv->idle_head = c;
+	c->on_idle_list = 1;
+}
+
+static void idle_del(struct eg_conn *c)
+{
+	if (!c->on_idle_list)
+		return;
+	if (c->idle_prev)
+		c->idle_prev->idle_next = c->idle_next;
+	else
+		c->srv->idle_head = c->idle_next;
+	if (c->idle_next)
+		c->idle_next->idle_prev = c->idle_prev;
+	c->on_idle_list = 0;
+}
+
+/* ---- teardown ---- */
+
+static void free_upstream(struct eg_conn *c)
+{
+	if (c->ubev) {
+		bufferevent_free(c->ubev);
+		c->ubev = NULL;
+	}
+	c->up_reusable = 0;
+	c->up_host[0] = '\0';
+}
+
+static void end_request(struct eg_conn *c)
+{
+	if (c->dns_req) {
+		evdns_getaddrinfo_cancel(c->dns_req);
+		c->dns_req = NULL;
+	}
+	if (c->ai) {
+		evutil_freeaddrinfo(c->ai);
+		c->ai = NULL;
+	}
+	if (c->pol) {
+		eg_policy_unref(c->pol);
+		c->pol = NULL;
+	}
+	c->in_request = 0;
+}
+
+void eg_conn_free(struct eg_conn *c)
+{
+	struct eg_server *srv = c->srv;
+	idle_del(c);
+	if (c->state == EG_ST_TUNNEL || c->state == EG_ST_SNI)
+		srv->metrics.active_tunnels--;
+	end_request(c);
+	free_upstream(c);
+	if (c->cbev)
+		bufferevent_free(c->cbev);
+	if (c->timer)
+		event_free(c->timer);
+	free(c->headbuf);
+	free(c);
+	srv->metrics.active_connections--;
+	if (srv->draining && srv->metrics.active_connections == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
+/* ---- access log ---- */
+
+void eg_conn_log_access(struct eg_conn *c, int status)
+{
+	struct eg_server *srv = c->srv;
+	if (status > 0 && status < 600)
+		srv->metrics.responses_by_status[status]++;
+	if (c->verdict.allow && status < 400)
+		srv->metrics.requests_allowed++;
+	else
+		srv->metrics.requests_denied++;
+	const struct eg_settings *s = eg_conn_settings(c);
+	if (!s->access_log || !eg_log_enabled(EG_LOG_INFO))
+		return;
+	struct eg_jbuf j;
+	eg_jbuf_begin(&j, status >= 500 ? EG_LOG_WARN : EG_LOG_INFO, "access");
+	eg_jbuf_str(&j, "client", c->client);
+	eg_jbuf_str(&j, "method", c->method[0] ? c->method : NULL);
+	if (c->target.host[0]) {
+		char tgt[600];
+		if (c->is_connect)
+			snprintf(tgt, sizeof(tgt), c->target.host_is_ip == 6 ? "[%s]:%u" : "%s:%u", c->target.host, c->target.port);
+		else
+			/* the query string is left out: it can carry credentials */
+			snprintf(tgt, sizeof(tgt), c->target.host_is_ip == 6 ? "http://[%s]:%u%.*s" : "http://%s:%u%.*s",
+				 c->target.host, c->target.port, (int)c->path_len_noquery, c->target.path.p ? c->path_copy : "");
+		eg_jbuf_str(&j, "target", tgt);
+		eg_jbuf_str(&j, "host", c->target.host);
+		eg_jbuf_int(&j, "port", c->target.port);
+	}
+	eg_jbuf_int(&j, "status", status);
+	eg_jbuf_str(&j, "verdict", c->verdict.allow && status < 400 ? "allow" : "deny");
+	eg_jbuf_str(&j, "rule", c->verdict.rule ? c->verdict.rule->name : NULL);
+	if (c->verdict.stage)
+		eg_jbuf_str(&j, "stage", c->verdict.stage);
+	if (c->deny_reason[0])
+		eg_jbuf_str(&j, "reason", c->deny_reason);
+	if (c->sni[0])
+		eg_jbuf_str(&j, "sni", c->sni);
+	eg_jbuf_int(&j, "bytes_in", (long long)c->bytes_in);
+	eg_jbuf_int(&j, "bytes_out", (long long)c->bytes_out);
+	eg_jbuf_double(&j, "duration_ms", now_ms() - c->t_start);
+	eg_jbuf_int(&j, "gen", c->pol ? (long long)c->pol->generation : (long long)srv->generation);
+	eg_jbuf_emit(&j);
+}
+
+/* ---- error responses ---- */
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return status < 500 ? "Client Error" : "Server Error";
+	}
+}
+
+static void close_when_flushed_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	eg_conn_free(arg);
+}
+
+static void close_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	eg_conn_free(arg);
+}
+
+/* Finish the connection after what is queued to the client has been written. */
+void eg_conn_close_after_flush(struct eg_conn *c)
+{
+	free_upstream(c);
+	c->state = EG_ST_CLOSING;
+	idle_del(c);
+	bufferevent_disable(c->cbev, EV_READ);
+	struct timeval tv;
+	set_tv(&tv, 5);
+	bufferevent_set_timeouts(c->cbev, NULL, &tv);
+	bufferevent_setcb(c->cbev, NULL, close_when_flushed_cb, close_event_cb, c);
+	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
+		eg_conn_free(c);
+}
+
+/* Answer with status and a one-line reason, log it, close. */
+void eg_conn_send_error(struct eg_conn *c, int status, const char *reason)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cbev);
+	snprintf(c->deny_reason, sizeof(c->deny_reason), "%s", reason);
+	if (!c->response_started) {
+		/* the reason goes into the body as text only: no markup, no CR/LF from input */
+		char body[256];
+		size_t n = 0;
+		for (const char *p = reason; *p && n < sizeof(body) - 2; p++)
+			body[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+		body[n++] = '\n';
+		evbuffer_add_printf(out,
+				    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+				    "Connection: close\r\nVia: 1.1 enrollgate\r\nX-Enrollgate-Reason: %.*s\r\n\r\n",
+				    status, status_text(status), n, (int)(n - 1), body);
+		evbuffer_add(out, body, n);
+		c->response_started = 1;
+	}
+	eg_conn_log_access(c, status);
+	end_request(c);
+	eg_conn_close_after_flush(c);
+}
+
+/* ---- connection start ---- */
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void arm_timer(struct eg_conn *c, double secs)
+{
+	struct timeval tv;
+	set_tv(&tv, secs);
+	evtimer_add(c->timer, &tv);
+}
+
+/* Wait for the next request head on this connection. */
+static void await_head(struct eg_conn *c, int first)
+{
+	const struct eg_settings *s = &c->srv->policy->settings;
+	c->state = EG_ST_HEAD;
+	c->scan_from = 0;
+	c->response_started = 0;
+	c->method[0] = '\0';
+	c->target.host[0] = '\0';
+	c->deny_reason[0] = '\0';
+	c->sni[0] = '\0';
+	c->bytes_in = c->bytes_out = 0;
+	memset(&c->verdict, 0, sizeof(c->verdict));
+	bufferevent_setcb(c->cbev, client_read_cb, NULL, client_event_cb, c);
+	bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);
+	bufferevent_enable(c->cbev, EV_READ);
+	/* a fresh connection gets header_timeout for its first head; a kept-alive one may idle */
+	arm_timer(c, first ? s->header_timeout : s->idle_timeout);
+	c->head_timer_is_idle = !first;
+	if (c->srv->draining && !first) {
+		eg_conn_free(c);
+		return;
+	}
+	idle_add(c);
+	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+		process_head(c); /* pipelined request already here */
+}
+
+void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, int salen)
+{
+	(void)salen;
+	const struct eg_settings *s = &srv->policy->settings;
+	if (srv->draining || srv->metrics.active_connections >= s->max_connections) {
+		srv->metrics.connections_refused++;
+		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 27\r\nConnection: close\r\n\r\n"
+					   "too many connections; retry\n";
+		ssize_t w = write(fd, busy, sizeof(busy) - 1);
+		(void)w;
+		evutil_closesocket(fd);
+		return;
+	}
+	struct eg_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->srv = srv;
+	c->headbuf = malloc(s->max_header_bytes + 1);
+	c->headcap = s->max_header_bytes;
+	c->cbev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(srv->base, timer_cb, c);
+	srv->metrics.active_connections++;
+	srv->metrics.connections_total++;
+	if (!c->headbuf || !c->cbev || !c->timer) {
+		if (!c->cbev)
+			evutil_closesocket(fd);
+		eg_conn_free(c);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	char ip[INET6_ADDRSTRLEN] = "?";
+	uint16_t port = 0;
+	if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+		port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+		port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	}
+	snprintf(c->client, sizeof(c->client), sa->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
+	c->t_start = now_ms();
+	await_head(c, 1);
+}
+
+void eg_proxy_close_idle(struct eg_server *srv)
+{
+	while (srv->idle_head) {
+		struct eg_conn *c = srv->idle_head;
+		if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0) {
+			idle_del(c); /* a request is arriving: let it finish */
+			continue;
+		}
+		eg_conn_free(c);
+	}
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)fd;
+	(void)what;
+	switch (c->state) {
+	case EG_ST_HEAD:
+		if (c->head_timer_is_idle && evbuffer_get_length(bufferevent_get_input(c->cbev)) == 0) {
+			eg_conn_free(c); /* idle keep-alive connection: close quietly */
+		} else if (evbuffer_get_length(bufferevent_get_input(c->cbev)) == 0 && c->t_start > 0 &&
+			   !c->head_timer_is_idle) {
+			eg_conn_free(c); /* connected but never spoke */
+		} else {
+			eg_conn_send_error(c, 408, "request head not received in time");
+		}
+		break;
+	case EG_ST_RESOLVING:
+		eg_conn_send_error(c, 504, "name resolution timed out");
+		break;
+	case EG_ST_CONNECTING:
+		eg_conn_send_error(c, 504, "upstream connect timed out");
+		break;
+	case EG_ST_FORWARDING:
+		if (!c->response_started)
+			eg_conn_send_error(c, 504, "upstream response timed out");
+		else
+			eg_conn_free(c);
+		break;
+	default:
+		eg_tunnel_timer(c);
+		break;
+	}
+}
+
+/* ---- request head ---- */
+
+static int head_complete(struct eg_conn *c, struct evbuffer *in)
+{
+	size_t len = evbuffer_get_length(in);
+	struct evbuffer_ptr start;
+	if (c->scan_from == 0 && len > 0) {
+		/* Refuse non-HTTP garbage and the HTTP/2 preface before waiting for a full head. */
+		char first[16];
+		size_t n = evbuffer_copyout(in, first, len < sizeof(first) ? len : sizeof(first));
+		struct eg_http_head *h = &c->head;
+		enum eg_http_err e = eg_http_parse_request(first, n, h);
+		if (e == EG_HTTP_H2_PREFACE) {
+			eg_conn_send_error(c, 505, "HTTP/2 is not supported: speak HTTP/1.1 to this proxy");
+			return -1;
+		}
+		if (e == EG_HTTP_BAD) {
+			eg_conn_send_error(c, 400, h->reason);
+			return -1;
+		}
+	}
+	size_t from = c->scan_from > 3 ? c->scan_from - 3 : 0;
+	evbuffer_ptr_set(in, &start, from, EVBUFFER_PTR_SET);
+	struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, &start);
+	if (end.pos < 0) {
+		c->scan_from = len;
+		if (len > c->headcap) {
+			eg_conn_send_error(c, 431, "request head too large");
+			return -1;
+		}
+		return 0;
+	}
+	size_t hl = (size_t)end.pos + 4;
+	if (hl > c->headcap) {
+		eg_conn_send_error(c, 431, "request head too large");
+		return -1;
+	}
+	evbuffer_remove(in, c->headbuf, hl);
+	c->headlen = hl;
+	return 1;
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)bev;
+	if (c->state == EG_ST_HEAD)
+		process_head(c);
+	else if (c->state == EG_ST_FORWARDING)
+		eg_conn_pump_request(c);
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)bev;
+	(void)what;
+	if (c->state == EG_ST_HEAD && evbuffer_get_length(bufferevent_get_input(c->cbev)) == 0) {
+		eg_conn_free(c);
+		return;
+	}
+	if (c->in_request && !c->response_started && (what & BEV_EVENT_EOF) && c->state != EG_ST_FORWARDING) {
+		eg_conn_log_access(c, 499);
+	} else if (c->in_request) {
+		eg_conn_log_access(c, 499);
+	}
+	eg_conn_free(c);
+}
+
+static void copy_method(struct eg_conn *c)
+{
+	size_t n = c->head.method.n < sizeof(c->method) - 1 ? c->head.method.n : sizeof(c->method) - 1;
+	memcpy(c->method, c->head.method.p, n);
+	c->method[n] = '\0';
+}
+
+static void resolve_and_connect(struct eg_conn *c);
+
+static void process_head(struct eg_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	int r = head_complete(c, in);
+	if (r <= 0)
+		return;
+	idle_del(c);
+	evtimer_del(c->timer);
+	c->t_start = now_ms();
+	c->in_request = 1;
+	enum eg_http_err e = eg_http_parse_request(c->headbuf, c->headlen, &c->head);
+	switch (e) {
+	case EG_HTTP_OK:
+		break;
+	case EG_HTTP_TOO_LARGE:
+		eg_conn_send_error(c, 431, c->head.reason);
+		return;
+	case EG_HTTP_BAD_VERSION:
+		eg_conn_send_error(c, 505, c->head.reason);
+		return;
+	case EG_HTTP_H2_PREFACE:
+		eg_conn_send_error(c, 505, "HTTP/2 is not supported: speak HTTP/1.1 to this proxy");
+		return;
+	case EG_HTTP_UNSUPPORTED_TE:
+		eg_conn_send_error(c, 501, c->head.reason);
+		return;
+	default:
+		eg_conn_send_error(c, 400, c->head.reason ? c->head.reason : "malformed request");
+		return;
+	}
+	copy_method(c);
+	c->is_connect = eg_slice_ieq(c->head.method, "CONNECT");
+	const char *why = NULL;
+	if (eg_http_parse_target(c->head.target.p, c->head.target.n, c->is_connect, &c->target, &why) < 0) {
+		c->target.host[0] = '\0';
+		eg_conn_send_error(c, 400, why);
+		return;
+	}
+	if (c->target.path.p) {
+		/* NUL-terminated copy of the path for Lua, and its length without the query for logs */
+		size_t n = c->target.path.n < sizeof(c->path_copy) - 1 ? c->target.path.n : sizeof(c->path_copy) - 1;
+		memcpy(c->path_copy, c->target.path.p, n);
+		c->path_copy[n] = '\0';
+		char *q = strchr(c->path_copy, '?');
+		c->path_len_noquery = q ? (size_t)(q - c->path_copy) : n;
+	}
+	if (c->head.has_upgrade) {
+		eg_conn_send_error(c, 501, "protocol upgrade is not supported (HTTP/1.1 only)");
+		return;
+	}
+	if (c->target.form == EG_TARGET_ORIGIN || c->target.form == EG_TARGET_ASTERISK) {
+		struct eg_policy *p = c->srv->policy;
+		const struct eg_route *rt = c->target.form == EG_TARGET_ORIGIN ?
+			eg_policy_route(p, c->target.path.p, c->target.path.n) : NULL;
+		c->target.host[0] = '\0';
+		if (rt) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "protocol '%s' is not available in this build", rt->protocol);
+			eg_conn_send_error(c, 501, msg);
+		} else {
+			eg_conn_send_error(c, 404, "no such endpoint: this is a forward proxy (use an absolute URI or CONNECT)");
+		}
+		return;
+	}
+	if (c->target.https) {
+		eg_conn_send_error(c, 400, "https:// targets must use CONNECT");
+		return;
+	}
+	/* the policy generation that decides this request stays with it until it ends */
+	c->pol = eg_server_policy(c->srv);
+	struct eg_request_info ri = {
+		.method = c->method, .host = c->target.host, .host_is_ip = c->target.host_is_ip, .port = c->target.port,
+		.path = c->is_connect ? NULL : c->path_copy, .client = c->client, .head = &c->head,
+	};
+	eg_policy_decide(c->pol, &ri, &c->verdict);
+	if (!c->verdict.allow) {
+		eg_log(EG_LOG_DEBUG, "deny", "%s %s:%u: %s", c->method, c->target.host, c->target.port, c->verdict.reason);
+		eg_conn_send_error(c, c->verdict.status ? c->verdict.status : 403, c->verdict.reason);
+		return;
+	}
+	bufferevent_disable(c->cbev, EV_READ);
+	if (!c->is_connect && c->ubev && c->up_reusable && strcmp(c->up_host, c->target.host) == 0 &&
+	    c->up_port == c->target.port) {
+		/* kept-alive upstream: same destination; re-check its address under this generation */
+		eg_policy_check_addr(c->pol, (struct sockaddr *)&c->up_addr, c->target.port, &c->verdict);
+		if (!c->verdict.allow) {
+			eg_conn_send_error(c, c->verdict.status, c->verdict.reason);
+			return;
+		}
+		eg_conn_start_forward(c);
+		return;
+	}
+	free_upstream(c);
+	resolve_and_connect(c);
+}
+
+/* ---- resolution and connect ---- */
+
+static void connect_next(struct eg_conn *c);
+
+static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
+{
+	struct eg_conn *c = arg;
+	if (err == EVUTIL_EAI_CANCEL)
+		return; /* the connection is gone */
+	c->dns_req = NULL;
+	if (err) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "cannot resolve %.100s: %s", c->target.host, evutil_gai_strerror(err));
+		eg_conn_send_error(c, 502, msg);
+		return;
+	}
+	c->ai = ai;
+	c->ai_next = ai;
+	connect_next(c);
+}
+
+static void resolve_and_connect(struct eg_conn *c)
+{
+	const struct eg_settings *s = &c->pol->settings;
+	struct evutil_addrinfo hints;
+	char port[8];
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	if (c->target.host_is_ip)
+		hints.ai_flags = EVUTIL_AI_NUMERICHOST;
+	snprintf(port, sizeof(port), "%u", c->target.port);
+	c->state = EG_ST_RESOLVING;
+	arm_timer(c, s->dns_timeout);
+	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(c->srv->dns, c->target.host, port, &hints, dns_cb, c);
+	/* the callback may already have run (numeric host, hosts file, cache) */
+	if (req && c->state == EG_ST_RESOLVING && !c->ai)
+		c->dns_req = req;
+}
+
+static void connect_next(struct eg_conn *c)
+{
+	const struct eg_settings *s = &c->pol->settings;
+	struct eg_verdict first_denial = { 0 };
+	int have_denial = 0;
+	for (; c->ai_next; c->ai_next = c->ai_next->ai_next) {
+		struct evutil_addrinfo *a = c->ai_next;
+		struct eg_verdict v = c->verdict;
+		eg_policy_check_addr(c->pol, a->ai_addr, c->target.port, &v);
+		if (!v.allow) {
+			if (!have_denial) {
+				first_denial = v;
+				have_denial = 1;
+			}
+			continue;
+		}
+		c->verdict = v;
+		memcpy(&c->up_addr, a->ai_addr, a->ai_addrlen);
+		c->up_addrlen = (int)a->ai_addrlen;
+		c->ai_next = a->ai_next;
+		c->ubev = bufferevent_socket_new(c->srv->base, -1, BEV_OPT_CLOSE_ON_FREE);
+		if (!c->ubev) {
+			eg_conn_send_error(c, 500, "out of resources");
+			return;
+		}
+		bufferevent_setcb(c->ubev, upstream_read_cb, NULL, upstream_event_cb, c);
+		c->state = EG_ST_CONNECTING;
+		arm_timer(c, s->connect_timeout);
+		if (bufferevent_socket_connect(c->ubev, (struct sockaddr *)&c->up_addr, c->up_addrlen) < 0) {
+			free_upstream(c);
+			continue;
+		}
+		return;
+	}
+	if (have_denial) {
+		c->verdict = first_denial;
+		eg_conn_send_error(c, first_denial.status, first_denial.reason);
+	} else {
+		c->verdict.allow = 1;
+		eg_conn_send_error(c, 502, "upstream refused the connection");
+	}
+}
+
+static void upstream_connected(struct eg_conn *c)
+{
+	evtimer_del(c->timer);
+	int one = 1;
+	setsockopt(bufferevent_getfd(c->ubev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	snprintf(c->up_host, sizeof(c->up_host), "%s", c->target.host);
+	c->up_port = c->target.port;
+	if (c->ai) {
+		evutil_freeaddrinfo(c->ai);
+		c->ai = NULL;
+		c->ai_next = NULL;
+	}
+	if (c->is_connect)
+		eg_tunnel_start(c);
+	else
+		eg_conn_start_forward(c);
+}
+
+/* ---- forwarding ---- */
+
+static int is_hop_header(const struct eg_header *h)
+{
+	return h->hop_by_hop;
+}
+
+/* Write the origin-form request head upstream. */
+static void write_request_head(struct eg_conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->ubev);
+	struct eg_http_head *h = &c->head;
+	char line[64];
+	evbuffer_add(out, h->method.p, h->method.n);
+	evbuffer_add(out, " ", 1);
+	evbuffer_add(out, c->target.path.p, c->target.path.n);
+	evbuffer_add(out, h->version_minor ? " HTTP/1.1\r\nHost: " : " HTTP/1.0\r\nHost: ", 17);
+	/* Host always names the target of the absolute URI (RFC 9112 §3.2.2) */
+	if (c->target.host_is_ip == 6)
+		evbuffer_add_printf(out, "[%s]", c->target.host);
+	else
+		evbuffer_add(out, c->target.host, strlen(c->target.host));
+	if (c->target.port != 80) {
+		int n = snprintf(line, sizeof(line), ":%u", c->target.port);
+		evbuffer_add(out, line, (size_t)n);
+	}
+	evbuffer_add(out, "\r\n", 2);
+	for (int i = 0; i < h->nheaders; i++) {
+		const struct eg_header *hd = &h->headers[i];
+		if (is_hop_header(hd) || i == h->host_idx || eg_slice_ieq(hd->name, "via"))
+			continue;
+		evbuffer_add(out, hd->name.p, hd->name.n);
+		evbuffer_add(out, ": ", 2);
+		evbuffer_add(out, hd->value.p, hd->value.n);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	for (int i = 0; i < h->nheaders; i++) {
+		if (eg_slice_ieq(h->headers[i].name, "via")) {
+			evbuffer_add(out, "Via: ", 5);
+			evbuffer_add(out, h->headers[i].value.p, h->headers[i].value.n);
+			evbuffer_add(out, ", ", 2);
+			evbuffer_add(out, h->version_minor ? "1.1 enrollgate\r\n\r\n" : "1.0 enrollgate\r\n\r\n", 18);
+			return;
+		}
+	}
+	evbuffer_add(out, h->version_minor ? "Via: 1.1 enrollgate\r\n\r\n" : "Via: 1.0 enrollgate\r\n\r\n", 23);
+}
+
+void eg_conn_start_forward(struct eg_conn *c)
+{
+	const struct eg_settings *s = &c->pol->settings;
+	c->state = EG_ST_FORWARDING;
+	c->req_body = c->head.body;
+	c->req_remaining = c->head.content_length;
+	eg_chunked_init(&c->req_chunk);
+	c->req_done = c->req_body == EG_BODY_NONE;
+	c->resp_head_done = 0;
+	c->resp_done = 0;
+	c->client_close = c->head.conn_close;
+	bufferevent_setcb(c->ubev, upstream_read_cb, upstream_write_cb, upstream_event_cb, c);
+	bufferevent_setwatermark(c->ubev, EV_WRITE, HIGH_WATER / 2, 0);
+	bufferevent_setwatermark(c->ubev, EV_READ, 0, 0);
+	write_request_head(c);
+	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
+	arm_timer(c, s->response_timeout);
+	if (!c->req_done) {
+		bufferevent_enable(c->cbev, EV_READ);
+		eg_conn_pump_request(c);
+	}
+}
+
+/* Move body bytes of the current request from the client to the upstream. */
+void eg_conn_pump_request(struct eg_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	struct evbuffer *out = bufferevent_get_output(c->ubev);
+	if (c->req_done || !c->ubev)
+		return;
+	size_t avail = evbuffer_get_length(in);
+	if (c->req_body == EG_BODY_LENGTH) {
+		size_t n = avail < c->req_remaining ? avail : (size_t)c->req_remaining;
+		evbuffer_remove_buffer(in, out, n);
+		c->req_remaining -= n;
+		c->bytes_in += n;
+		if (!c->req_remaining)
+			c->req_done = 1;
+	} else if (c->req_body == EG_BODY_CHUNKED) {
+		struct evbuffer_iovec v[8];
+		size_t total = 0;
+		int nv = evbuffer_peek(in, -1, NULL, v, 8);
+		enum eg_chunk_result r = EG_CHUNK_MORE;
+		for (int i = 0; i < nv && i < 8 && r == EG_CHUNK_MORE; i++) {
+			size_t used = 0;
+			r = eg_chunked_feed(&c->req_chunk, v[i].iov_base, v[i].iov_len, &used);
+			total += used;
+		}
+		if (r == EG_CHUNK_ERROR) {
+			eg_conn_send_error(c, 400, "malformed chunked request body");
+			return;
+		}
+		evbuffer_remove_buffer(in, out, total);
+		c->bytes_in += total;
+		if (r == EG_CHUNK_DONE)
+			c->req_done = 1;
+	}
+	if (c->req_done) {
+		bufferevent_disable(c->cbev, EV_READ); /* pipelined requests wait their turn */
+		return;
+	}
+	if (evbuffer_get_length(out) >= HIGH_WATER)
+		bufferevent_disable(c->cbev, EV_READ); /* upstream is slow: stop reading the client */
+}
+
+static void upstream_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)bev;
+	if (c->state == EG_ST_FORWARDING && !c->req_done)
+		bufferevent_enable(c->cbev, EV_READ);
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)bev;
+	if (c->state == EG_ST_FORWARDING && c->ubev)
+		bufferevent_enable(c->ubev, EV_READ);
+}
+
+static void write_response_head(struct eg_conn *c, const struct eg_http_head *r, const char *raw)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cbev);
+	/* status line: our version, their code and reason */
+	const char *sp = memchr(raw, ' ', r->head_len);
+	const char *eol = memchr(raw, '\r', r->head_len);
+	evbuffer_add(out, "HTTP/1.1", 8);
+	evbuffer_add(out, sp, (size_t)(eol - sp));
+	evbuffer_add(out, "\r\n", 2);
+	for (int i = 0; i < r->nheaders; i++) {
+		const struct eg_header *hd = &r->headers[i];
+		if (hd->hop_by_hop)
+			continue;
+		evbuffer_add(out, hd->name.p, hd->name.n);
+		evbuffer_add(out, ": ", 2);
+		evbuffer_add(out, hd->value.p, hd->value.n);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	if (r->status >= 200 && c->client_close)
+		evbuffer_add(out, "Connection: close\r\n", 19);
+	else if (r->status >= 200 && c->head.version_minor == 0)
+		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+	evbuffer_add(out, "Via: 1.1 enrollgate\r\n\r\n", 23);
+}
+
+static void response_complete(struct eg_conn *c)
+{
+	eg_conn_log_access(c, c->resp_status);
+	end_request(c);
+	if (!c->up_reusable)
+		free_upstream(c);
+	if (c->client_close) {
+		eg_conn_close_after_flush(c);
+		return;
+	}
+	await_head(c, 0);
+}
+
+/* Parse the response head from the upstream input; 1 when a final head was written. */
+static int handle_response_head(struct eg_conn *c, struct evbuffer *in)
+{
+	for (;;) {
+		size_t len = evbuffer_get_length(in);
+		struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+		if (end.pos < 0) {
+			if (len > MAX_RESPONSE_HEAD) {
+				eg_conn_send_error(c, 502, "upstream response head too large");
+				return -1;
+			}
+			if (len >= 5) {
+				char five[5];
+				evbuffer_copyout(in, five, 5);
+				if (memcmp(five, "HTTP/", 5) != 0) {
+					eg_conn_send_error(c, 502, "upstream did not answer with HTTP");
+					return -1;
+				}
+			}
+			return 0;
+		}
+		size_t hl = (size_t)end.pos + 4;
+		char *raw = (char *)evbuffer_pullup(in, (ssize_t)hl);
+		struct eg_http_head *r = &c->resp;
+		if (eg_http_parse_response(raw, hl, c->head.method.p, c->head.method.n, r) != EG_HTTP_OK) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "malformed upstream response: %s", r->reason ? r->reason : "?");
+			eg_conn_send_error(c, 502, msg);
+			return -1;
+		}
+		if (r->status == 101) {
+			eg_conn_send_error(c, 502, "upstream switched protocols without being asked");
+			return -1;
+		}
+		if (r->status < 200) {
+			write_response_head(c, r, raw); /* 100 Continue and friends: relay, keep waiting */
+			evbuffer_drain(in, hl);
+			continue;
+		}
+		c->resp_status = r->status;
+		c->resp_body = r->body;
+		c->resp_remaining = r->content_length;
+		eg_chunked_init(&c->resp_chunk);
+		c->up_reusable = !r->conn_close && r->body != EG_BODY_UNTIL_CLOSE;
+		if (r->body == EG_BODY_UNTIL_CLOSE || (r->body == EG_BODY_CHUNKED && c->head.version_minor == 0))
+			c->client_close = 1;
+		write_response_head(c, r, raw);
+		c->response_started = 1;
+		evbuffer_drain(in, hl);
+		c->resp_head_done = 1;
+		c->resp_done = r->body == EG_BODY_NONE;
+		return 1;
+	}
+}
+
+static void pump_response(struct eg_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->ubev);
+	struct evbuffer *out = bufferevent_get_output(c->cbev);
+	size_t avail = evbuffer_get_length(in);
+	if (c->resp_body == EG_BODY_LENGTH) {
+		size_t n = avail < c->resp_remaining ? avail : (size_t)c->resp_remaining;
+		evbuffer_remove_buffer(in, out, n);
+		c->resp_remaining -= n;
+		c->bytes_out += n;
+		if (!c->resp_remaining)
+			c->resp_done = 1;
+	} else if (c->resp_body == EG_BODY_CHUNKED) {
+		struct evbuffer_iovec v[8];
+		size_t total = 0;
+		int nv = evbuffer_peek(in, -1, NULL, v, 8);
+		enum eg_chunk_result r = EG_CHUNK_MORE;
+		for (int i = 0; i < nv && i < 8 && r == EG_CHUNK_MORE; i++) {
+			size_t used = 0;
+			r = eg_chunked_feed(&c->resp_chunk, v[i].iov_base, v[i].iov_len, &used);
+			total += used;
+		}
+		evbuffer_remove_buffer(in, out, total);
+		c->bytes_out += total;
+		if (r == EG_CHUNK_ERROR) {
+			eg_log(EG_LOG_WARN, "upstream", "malformed chunked body from %s", c->target.host);
+			eg_conn_log_access(c, 502);
+			end_request(c);
+			eg_conn_close_after_flush(c);
+			return;
+		}
+		if (r == EG_CHUNK_DONE)
+			c->resp_done = 1;
+	} else if (c->resp_body == EG_BODY_UNTIL_CLOSE) {
+		evbuffer_remove_buffer(in, out, avail);
+		c->bytes_out += avail;
+	}
+	if (!c->resp_done && evbuffer_get_length(out) >= HIGH_WATER) {
+		bufferevent_disable(c->ubev, EV_READ); /* client is slow: stop reading upstream */
+		bufferevent_setcb(c->cbev, client_read_cb, client_write_cb, client_event_cb, c);
+		bufferevent_setwatermark(c->cbev, EV_WRITE, HIGH_WATER / 2, 0);
+	}
+}
+
+static void upstream_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)bev;
+	if (c->state == EG_ST_TUNNEL || c->state == EG_ST_SNI) {
+		eg_tunnel_upstream_read(c);
+		return;
+	}
+	if (c->state != EG_ST_FORWARDING) {
+		/* bytes from an idle kept-alive upstream: it is no longer trustworthy */
+		free_upstream(c);
+		return;
+	}
+	struct evbuffer *in = bufferevent_get_input(c->ubev);
+	if (!c->resp_head_done) {
+		if (handle_response_head(c, in) <= 0)
+			return;
+		evtimer_del(c->timer);
+	}
+	if (!c->resp_done)
+		pump_response(c);
+	if (c->state == EG_ST_FORWARDING && c->resp_done) {
+		if (!c->req_done)
+			c->client_close = 1; /* origin answered before the body ended: cannot resync */
+		if (evbuffer_get_length(in) > 0)
+			c->up_reusable = 0;
+		response_complete(c);
+	}
+}
+
+static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)bev;
+	if (c->state == EG_ST_TUNNEL || c->state == EG_ST_SNI) {
+		eg_tunnel_upstream_event(c, what);
+		return;
+	}
+	if (what & BEV_EVENT_CONNECTED) {
+		upstream_connected(c);
+		return;
+	}
+	if (c->state == EG_ST_CONNECTING) {
+		free_upstream(c);
+		connect_next(c);
+		return;
+	}
+	if (c->state != EG_ST_FORWARDING) {
+		free_upstream(c); /* idle upstream closed: fine */
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && c->resp_head_done && c->resp_body == EG_BODY_UNTIL_CLOSE) {
+		pump_response(c);
+		c->resp_done = 1;
+		c->up_reusable = 0;
+		c->client_close = 1;
+		response_complete(c);
+		return;
+	}
+	if (!c->resp_head_done) {
+		eg_conn_send_error(c, 502, (what & BEV_EVENT_EOF) ? "upstream closed the connection without answering"
+								   : "upstream connection failed");
+		return;
+	}
+	/* truncated response: the client must see the connection end */
+	eg_conn_log_access(c, 502);
+	end_request(c);
+	eg_conn_close_after_flush(c);
+}

@@ -1,0 +1,96 @@
+/* proxy.h: client connection state shared by proxy.c (HTTP forwarding) and tunnel.c (CONNECT). */
+#ifndef EG_PROXY_H
+#define EG_PROXY_H
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "http_parse.h"
+#include "policy.h"
+#include "server.h"
+
+struct bufferevent;
+struct event;
+
+struct evdns_getaddrinfo_request;
+
+enum eg_conn_state {
+	EG_ST_HEAD,        /* waiting for / reading a request head */
+	EG_ST_RESOLVING,   /* asynchronous DNS */
+	EG_ST_CONNECTING,  /* TCP connect to the origin */
+	EG_ST_FORWARDING,  /* request body up, response down */
+	EG_ST_SNI,         /* tunnel established, waiting for the ClientHello */
+	EG_ST_TUNNEL,      /* bytes relayed both ways */
+	EG_ST_CLOSING,     /* flushing a last response */
+};
+
+struct eg_conn {
+	struct eg_server *srv;
+	enum eg_conn_state state;
+	struct bufferevent *cbev;  /* client */
+	struct bufferevent *ubev;  /* upstream */
+	struct event *timer;       /* the one deadline of the current state */
+	char client[64];
+	double t_start;
+
+	/* idle list for drain */
+	struct eg_conn *idle_next, *idle_prev;
+	unsigned on_idle_list : 1;
+	unsigned head_timer_is_idle : 1;
+
+	/* current request */
+	char *headbuf;             /* copy of the head; parsed slices point here */
+	size_t headcap, headlen, scan_from;
+	struct eg_http_head head;
+	struct eg_target target;
+	char method[24];
+	char path_copy[2048];
+	size_t path_len_noquery;
+	int is_connect;
+	int in_request;
+	struct eg_policy *pol;     /* reference held while the request lives */
+	struct eg_verdict verdict;
+	char deny_reason[200];
+	char sni[256];
+
+	/* upstream */
+	struct evdns_getaddrinfo_request *dns_req;
+	struct addrinfo *ai, *ai_next;
+	struct sockaddr_storage up_addr;
+	int up_addrlen;
+	char up_host[256];
+	uint16_t up_port;
+	int up_reusable;
+
+	/* bodies */
+	enum eg_body_kind req_body, resp_body;
+	uint64_t req_remaining, resp_remaining;
+	struct eg_chunked req_chunk, resp_chunk;
+	struct eg_http_head resp;
+	int resp_status;
+	unsigned req_done : 1, resp_head_done : 1, resp_done : 1, client_close : 1, response_started : 1;
+	unsigned cbev_eof : 1, ubev_eof : 1;
+
+	/* accounting */
+	uint64_t bytes_in, bytes_out;  /* client->upstream, upstream->client */
+	double last_activity;
+};
+
+void eg_conn_free(struct eg_conn *c);
+void eg_conn_send_error(struct eg_conn *c, int status, const char *reason);
+void eg_conn_close_after_flush(struct eg_conn *c);
+void eg_conn_log_access(struct eg_conn *c, int status);
+void eg_conn_start_forward(struct eg_conn *c);
+void eg_conn_pump_request(struct eg_conn *c);
+const struct eg_settings *eg_conn_settings(struct eg_conn *c);
+
+/* tunnel.c */
+void eg_tunnel_start(struct eg_conn *c);
+void eg_tunnel_upstream_read(struct eg_conn *c);
+void eg_tunnel_upstream_event(struct eg_conn *c, short what);
+void eg_tunnel_timer(struct eg_conn *c);
+
+#endif

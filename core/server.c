@@ -1,0 +1,356 @@
+/* server.c: event loop, listeners, signals, reload orchestration and drain. */
+#include "server.h"
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "log.h"
+
+int eg_parse_listen_addr(const char *s, struct sockaddr_storage *ss, int *len)
+{
+	char host[128];
+	const char *colon;
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
+			return -1;
+		memcpy(host, s + 1, (size_t)(rb - s - 1));
+		host[rb - s - 1] = '\0';
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || (size_t)(colon - s) >= sizeof(host))
+			return -1;
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = '\0';
+	}
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535)
+		return -1;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*s4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*s6);
+		return 0;
+	}
+	return -1;
+}
+
+struct eg_policy *eg_server_policy(struct eg_server *srv)
+{
+	return eg_policy_ref(srv->policy);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	(void)l;
+	eg_proxy_accept(arg, fd, sa, salen);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	(void)arg;
+	(void)l;
+	/* EMFILE and friends: log, keep listening; libevent retries on the next readiness */
+	eg_log(EG_LOG_ERROR, "accept", "accept failed: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+/* ---- reload ---- */
+
+static void *builder_main(void *arg)
+{
+	struct eg_server *srv = arg;
+	srv->built = eg_policy_load(srv->conf_dir, srv->lua_dir, &srv->metrics.hooks, &srv->built_error);
+	event_active(srv->reload_done_ev, EV_READ, 0);
+	return NULL;
+}
+
+static void start_build(struct eg_server *srv)
+{
+	srv->building = 1;
+	srv->rebuild_requested = 0;
+	srv->built = NULL;
+	if (pthread_create(&srv->builder, NULL, builder_main, srv) != 0) {
+		/* no thread: build inline (rare; the loop stalls for the duration) */
+		srv->builder = 0;
+		builder_main(srv);
+	}
+}
+
+static void log_load_error(const struct eg_load_error *e, const char *event)
+{
+	struct eg_jbuf j;
+	eg_jbuf_begin(&j, EG_LOG_ERROR, event);
+	eg_jbuf_str(&j, "stage", e->stage);
+	eg_jbuf_str(&j, "file", e->file);
+	eg_jbuf_int(&j, "line", e->line);
+	eg_jbuf_str(&j, "message", e->message);
+	eg_jbuf_emit(&j);
+	eg_log_flush();
+}
+
+static void publish(struct eg_server *srv, struct eg_policy *p)
+{
+	struct eg_policy *old = srv->policy;
+	p->generation = ++srv->generation;
+	srv->policy = p;
+	eg_log_set_level(p->settings.log_level);
+	if (old) {
+		if (strcmp(old->settings.admin, p->settings.admin) != 0 || old->settings.nlisten != p->settings.nlisten)
+			eg_log(EG_LOG_WARN, "reload", "listener changes take effect at the next restart");
+		eg_policy_unref(old); /* freed when the last request holding it ends */
+	}
+}
+
+static void reload_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct eg_server *srv = arg;
+	(void)fd;
+	(void)what;
+	if (srv->builder)
+		pthread_join(srv->builder, NULL);
+	srv->builder = 0;
+	srv->building = 0;
+	srv->last_reload_at = time(NULL);
+	int ok = srv->built != NULL;
+	if (ok) {
+		publish(srv, srv->built);
+		srv->built = NULL;
+		srv->last_reload_ok = 1;
+		srv->metrics.reloads_ok++;
+		struct eg_jbuf j;
+		eg_jbuf_begin(&j, EG_LOG_INFO, "reload");
+		eg_jbuf_str(&j, "result", "ok");
+		eg_jbuf_int(&j, "generation", (long long)srv->generation);
+		eg_jbuf_str(&j, "bundle_sha256", srv->policy->sha256);
+		eg_jbuf_emit(&j);
+	} else {
+		srv->last_error = srv->built_error;
+		srv->last_reload_ok = 0;
+		srv->metrics.reloads_failed++;
+		log_load_error(&srv->built_error, "reload_failed");
+	}
+	for (int i = 0; i < srv->nwaiters; i++)
+		eg_admin_reload_answer(srv, srv->waiters[i], ok);
+	srv->nwaiters = 0;
+	if (srv->rebuild_requested) {
+		memcpy(srv->waiters, srv->next_waiters, sizeof(srv->waiters));
+		srv->nwaiters = srv->nnext_waiters;
+		srv->nnext_waiters = 0;
+		start_build(srv);
+	}
+}
+
+void eg_server_request_reload(struct eg_server *srv, struct evhttp_request *waiter)
+{
+	if (srv->draining) {
+		if (waiter)
+			eg_admin_reload_answer(srv, waiter, -1);
+		return;
+	}
+	if (srv->building) {
+		/* the build under way may have read the files already: queue another one */
+		srv->rebuild_requested = 1;
+		if (waiter && srv->nnext_waiters < EG_MAX_RELOAD_WAITERS)
+			srv->next_waiters[srv->nnext_waiters++] = waiter;
+		else if (waiter)
+			eg_admin_reload_answer(srv, waiter, -1);
+		return;
+	}
+	srv->nwaiters = 0;
+	if (waiter)
+		srv->waiters[srv->nwaiters++] = waiter;
+	start_build(srv);
+}
+
+/* ---- signals and drain ---- */
+
+static void sighup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	eg_log(EG_LOG_INFO, "signal", "SIGHUP: reloading policy");
+	eg_server_request_reload(arg, NULL);
+}
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct eg_server *srv = arg;
+	(void)fd;
+	(void)what;
+	eg_log(EG_LOG_WARN, "shutdown", "drain timeout: closing %lld connections", (long long)srv->metrics.active_connections);
+	event_base_loopexit(srv->base, NULL);
+}
+
+static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct eg_server *srv = arg;
+	(void)what;
+	if (srv->draining)
+		return;
+	srv->draining = 1;
+	eg_log(EG_LOG_INFO, "shutdown", "%s: no new connections; draining %lld", sig == SIGINT ? "SIGINT" : "SIGTERM",
+	       (long long)srv->metrics.active_connections);
+	for (int i = 0; i < srv->nlisteners; i++) {
+		evconnlistener_free(srv->listeners[i]);
+		srv->listeners[i] = NULL;
+	}
+	srv->nlisteners = 0;
+	eg_proxy_close_idle(srv);
+	if (srv->metrics.active_connections == 0) {
+		event_base_loopexit(srv->base, NULL);
+		return;
+	}
+	struct timeval tv = { (time_t)srv->policy->settings.drain_timeout, 0 };
+	srv->drain_timer = evtimer_new(srv->base, drain_timeout_cb, srv);
+	evtimer_add(srv->drain_timer, &tv);
+}
+
+static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	eg_log_flush();
+}
+
+/* ---- life cycle ---- */
+
+int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *conf_dir, const char *lua_dir,
+		   char listen_override[][128], int nlisten_override, const char *admin_override)
+{
+	memset(srv, 0, sizeof(*srv));
+	snprintf(srv->conf_dir, sizeof(srv->conf_dir), "%s", conf_dir);
+	snprintf(srv->lua_dir, sizeof(srv->lua_dir), "%s", lua_dir);
+	evthread_use_pthreads();
+	signal(SIGPIPE, SIG_IGN);
+	srv->base = event_base_new();
+	if (!srv->base)
+		return -1;
+	first->stats = &srv->metrics.hooks;
+	publish(srv, first);
+	srv->last_reload_ok = 1;
+	srv->last_reload_at = time(NULL);
+	srv->boot = first->settings;
+	if (nlisten_override > 0) {
+		for (int i = 0; i < nlisten_override; i++)
+			snprintf(srv->boot.listen[i], sizeof(srv->boot.listen[i]), "%s", listen_override[i]);
+		srv->boot.nlisten = nlisten_override;
+	}
+	if (admin_override)
+		snprintf(srv->boot.admin, sizeof(srv->boot.admin), "%s", admin_override);
+
+	srv->dns = evdns_base_new(srv->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!srv->dns) {
+		/* no usable resolv.conf: names still resolve from /etc/hosts */
+		srv->dns = evdns_base_new(srv->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (srv->dns)
+			evdns_base_load_hosts(srv->dns, NULL);
+	}
+	if (!srv->dns)
+		return -1;
+	char tmo[32];
+	snprintf(tmo, sizeof(tmo), "%g", first->settings.dns_timeout / 2 > 0.5 ? first->settings.dns_timeout / 2 : 0.5);
+	evdns_base_set_option(srv->dns, "timeout:", tmo);
+	evdns_base_set_option(srv->dns, "attempts:", "2");
+
+	for (int i = 0; i < srv->boot.nlisten; i++) {
+		struct sockaddr_storage ss;
+		int len;
+		if (eg_parse_listen_addr(srv->boot.listen[i], &ss, &len) < 0) {
+			eg_log(EG_LOG_ERROR, "listen", "bad listen address '%s' (expected ADDR:PORT or [V6]:PORT)", srv->boot.listen[i]);
+			return -1;
+		}
+		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+		if (ss.ss_family == AF_INET6)
+			flags |= LEV_OPT_BIND_IPV6ONLY;
+		struct evconnlistener *l = evconnlistener_new_bind(srv->base, accept_cb, srv, flags, 1024, (struct sockaddr *)&ss, len);
+		if (!l) {
+			eg_log(EG_LOG_ERROR, "listen", "cannot listen on %s: %s", srv->boot.listen[i],
+			       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+			return -1;
+		}
+		evconnlistener_set_error_cb(l, accept_error_cb);
+		srv->listeners[srv->nlisteners++] = l;
+	}
+	if (srv->boot.admin[0] && eg_admin_start(srv, srv->boot.admin) < 0)
+		return -1;
+
+	srv->reload_done_ev = event_new(srv->base, -1, 0, reload_done_cb, srv);
+	srv->sig_hup = evsignal_new(srv->base, SIGHUP, sighup_cb, srv);
+	srv->sig_term = evsignal_new(srv->base, SIGTERM, sigterm_cb, srv);
+	srv->sig_int = evsignal_new(srv->base, SIGINT, sigterm_cb, srv);
+	srv->log_flush_ev = event_new(srv->base, -1, EV_PERSIST, log_flush_cb, srv);
+	struct timeval flush_tv = { 0, 100000 };
+	if (!srv->reload_done_ev || !srv->sig_hup || !srv->sig_term || !srv->sig_int || !srv->log_flush_ev)
+		return -1;
+	evsignal_add(srv->sig_hup, NULL);
+	evsignal_add(srv->sig_term, NULL);
+	evsignal_add(srv->sig_int, NULL);
+	evtimer_add(srv->log_flush_ev, &flush_tv);
+
+	struct eg_jbuf j;
+	eg_jbuf_begin(&j, EG_LOG_INFO, "start");
+	eg_jbuf_int(&j, "pid", getpid());
+	for (int i = 0; i < srv->boot.nlisten; i++)
+		eg_jbuf_str(&j, "listen", srv->boot.listen[i]);
+	eg_jbuf_str(&j, "admin", srv->boot.admin);
+	eg_jbuf_str(&j, "conf_dir", srv->conf_dir);
+	eg_jbuf_str(&j, "lua_dir", srv->lua_dir);
+	eg_jbuf_int(&j, "generation", (long long)srv->generation);
+	eg_jbuf_str(&j, "bundle_sha256", srv->policy->sha256);
+	eg_jbuf_int(&j, "rules", eg_allowlist_count(srv->policy->allowlist));
+	eg_jbuf_emit(&j);
+	eg_log_flush();
+	return 0;
+}
+
+int eg_server_run(struct eg_server *srv)
+{
+	int rc = event_base_dispatch(srv->base);
+	eg_log(EG_LOG_INFO, "shutdown", "stopped");
+	eg_log_flush();
+	return rc < 0 ? 1 : 0;
+}
+
+void eg_server_free(struct eg_server *srv)
+{
+	if (srv->building && srv->builder)
+		pthread_join(srv->builder, NULL);
+	if (srv->built)
+		eg_policy_unref(srv->built);
+	for (int i = 0; i < srv->nlisteners; i++)
+		evconnlistener_free(srv->listeners[i]);
+	if (srv->admin)
+		evhttp_free(srv->admin);
+	if (srv->dns)
+		evdns_base_free(srv->dns, 0);
+	struct event *evs[] = { srv->sig_hup, srv->sig_term, srv->sig_int, srv->reload_done_ev, srv->drain_timer, srv->log_flush_ev };
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i])
+			event_free(evs[i]);
+	/* connections still open at exit are reclaimed by the OS; the policy goes with the process */
+	if (srv->base)
+		event_base_free(srv->base);
+}

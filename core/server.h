@@ -1,0 +1,82 @@
+/* server.h: the running daemon — event loop, listeners, the live policy generation,
+ * reload orchestration, metrics and shutdown. One instance per process. */
+#ifndef EG_SERVER_H
+#define EG_SERVER_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "metrics.h"
+#include "policy.h"
+#include "settings.h"
+
+struct event_base;
+struct evdns_base;
+struct evconnlistener;
+struct evhttp;
+struct evhttp_request;
+struct event;
+
+#define EG_MAX_RELOAD_WAITERS 32
+
+struct eg_server {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct evconnlistener *listeners[EG_MAX_LISTEN];
+	int nlisteners;
+	struct evhttp *admin;
+	struct event *sig_hup, *sig_term, *sig_int, *reload_done_ev, *drain_timer, *log_flush_ev;
+
+	char conf_dir[512];
+	char lua_dir[512];
+	struct eg_settings boot;     /* settings the listeners were bound with */
+
+	struct eg_policy *policy;    /* live generation (the server's own reference) */
+	uint64_t generation;
+	struct eg_load_error last_error;
+	int last_reload_ok;
+	time_t last_reload_at;
+
+	/* reload in progress on the builder thread */
+	pthread_t builder;
+	int building;
+	int rebuild_requested;
+	struct eg_policy *built;
+	struct eg_load_error built_error;
+	struct evhttp_request *waiters[EG_MAX_RELOAD_WAITERS];
+	int nwaiters;            /* answered by the build in progress */
+	struct evhttp_request *next_waiters[EG_MAX_RELOAD_WAITERS];
+	int nnext_waiters;       /* answered by the build after it */
+
+	int draining;
+	struct eg_metrics metrics;
+	struct eg_conn *idle_head; /* connections waiting for a request (closed on drain) */
+};
+
+struct eg_conn;
+
+/* Set up everything (listeners, admin, signals) around a loaded first generation. */
+int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *conf_dir, const char *lua_dir,
+		   char listen_override[][128], int nlisten_override, const char *admin_override);
+int eg_server_run(struct eg_server *srv);
+void eg_server_free(struct eg_server *srv);
+
+/* Start building a new generation (coalesced if one is being built). */
+void eg_server_request_reload(struct eg_server *srv, struct evhttp_request *waiter);
+
+/* Current generation, with a reference for the caller. */
+struct eg_policy *eg_server_policy(struct eg_server *srv);
+
+/* proxy.c: accept callback target and shutdown helpers. */
+void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, int salen);
+void eg_proxy_close_idle(struct eg_server *srv);
+
+/* admin.c */
+int eg_admin_start(struct eg_server *srv, const char *addr);
+void eg_admin_reload_answer(struct eg_server *srv, struct evhttp_request *req, int ok);
+
+/* Parse "ADDR:PORT" / "[V6]:PORT" into a sockaddr. 0 or -1. */
+int eg_parse_listen_addr(const char *s, struct sockaddr_storage *ss, int *len);
+
+#endif

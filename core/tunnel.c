@@ -1,0 +1,219 @@
+/* tunnel.c: CONNECT tunnels — two linked bufferevents relaying bytes untouched, with
+ * back-pressure (a side stops reading while the other's output is above the watermark),
+ * an idle timeout over both directions, and an optional look at the TLS ClientHello
+ * (peeked, never consumed or altered) so that policy can compare SNI with the target. */
+#include "proxy.h"
+#include "sni.h"
+
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "log.h"
+
+#define TUNNEL_HIGH_WATER (512 * 1024)
+#define SNI_MAX_WAIT_BYTES (16 * 1024 + 5)
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void arm(struct eg_conn *c, double secs)
+{
+	struct timeval tv = { (time_t)secs, (suseconds_t)((secs - (double)(time_t)secs) * 1e6) };
+	evtimer_add(c->timer, &tv);
+}
+
+static void tunnel_end(struct eg_conn *c, const char *why)
+{
+	eg_log(EG_LOG_DEBUG, "tunnel", "%s %s:%u closed: %s", c->client, c->target.host, c->target.port, why);
+	eg_conn_log_access(c, 200);
+	eg_conn_free(c);
+}
+
+/* Relay what src holds to dst; throttle src if dst is backed up. */
+static void relay(struct eg_conn *c, struct bufferevent *src, struct bufferevent *dst, uint64_t *counter)
+{
+	struct evbuffer *in = bufferevent_get_input(src), *out = bufferevent_get_output(dst);
+	size_t n = evbuffer_get_length(in);
+	*counter += n;
+	evbuffer_add_buffer(out, in);
+	c->last_activity = mono();
+	if (evbuffer_get_length(out) >= TUNNEL_HIGH_WATER) {
+		bufferevent_disable(src, EV_READ);
+		bufferevent_setwatermark(dst, EV_WRITE, TUNNEL_HIGH_WATER / 2, TUNNEL_HIGH_WATER);
+	}
+}
+
+static void client_read(struct bufferevent *bev, void *arg);
+
+/* Decide on the ClientHello once enough of it is here; 1 when the tunnel may run. */
+static int check_client_hello(struct eg_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	size_t len = evbuffer_get_length(in);
+	size_t want = len < SNI_MAX_WAIT_BYTES ? len : SNI_MAX_WAIT_BYTES;
+	const unsigned char *p = evbuffer_pullup(in, (ssize_t)want);
+	char name[256];
+	enum eg_sni_result r = eg_sni_parse(p, want, name, sizeof(name));
+	if (r == EG_SNI_MORE && len < SNI_MAX_WAIT_BYTES)
+		return 0;
+	struct eg_request_info ri = {
+		.method = c->method, .host = c->target.host, .host_is_ip = c->target.host_is_ip, .port = c->target.port,
+		.client = c->client, .sni = r == EG_SNI_FOUND ? name : NULL,
+	};
+	if (r == EG_SNI_FOUND)
+		snprintf(c->sni, sizeof(c->sni), "%s", name);
+	eg_policy_client_hello(c->pol, &ri, &c->verdict);
+	if (!c->verdict.allow) {
+		/* the 200 is already sent: all we can do is close, and say why in the log */
+		snprintf(c->deny_reason, sizeof(c->deny_reason), "%s", c->verdict.reason);
+		eg_log(EG_LOG_INFO, "deny", "%s tunnel to %s:%u closed: %s", c->client, c->target.host, c->target.port,
+		       c->verdict.reason);
+		eg_conn_log_access(c, 403);
+		eg_conn_free(c);
+		return -1;
+	}
+	c->state = EG_ST_TUNNEL;
+	return 1;
+}
+
+static void client_read(struct bufferevent *bev, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)bev;
+	if (c->state == EG_ST_SNI && check_client_hello(c) <= 0)
+		return;
+	relay(c, c->cbev, c->ubev, &c->bytes_in);
+}
+
+void eg_tunnel_upstream_read(struct eg_conn *c)
+{
+	relay(c, c->ubev, c->cbev, &c->bytes_out);
+}
+
+static void upstream_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	eg_tunnel_upstream_read(arg);
+}
+
+static void upstream_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	eg_tunnel_upstream_event(arg, what);
+}
+
+/* dst drained below the watermark: let its source read again */
+static void client_write(struct bufferevent *bev, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)bev;
+	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+	bufferevent_enable(c->ubev, EV_READ);
+	if (c->ubev_eof && evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
+		tunnel_end(c, "upstream closed");
+}
+
+static void upstream_write(struct bufferevent *bev, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)bev;
+	bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);
+	bufferevent_enable(c->cbev, EV_READ);
+	if (c->cbev_eof && evbuffer_get_length(bufferevent_get_output(c->ubev)) == 0)
+		tunnel_end(c, "client closed");
+}
+
+/* One side ended: flush what is queued to the other side, then close both. */
+static void side_closed(struct eg_conn *c, struct bufferevent *other, int from_client, short what)
+{
+	if (what & BEV_EVENT_ERROR) {
+		tunnel_end(c, from_client ? "client error" : "upstream error");
+		return;
+	}
+	if (from_client)
+		c->cbev_eof = 1;
+	else
+		c->ubev_eof = 1;
+	if (evbuffer_get_length(bufferevent_get_output(other)) == 0) {
+		tunnel_end(c, from_client ? "client closed" : "upstream closed");
+		return;
+	}
+	bufferevent_setwatermark(other, EV_WRITE, 0, 0); /* write callback fires when drained */
+}
+
+static void client_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)bev;
+	if (c->state == EG_ST_SNI) {
+		if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0 && check_client_hello(c) <= 0)
+			return;
+		if (c->state == EG_ST_SNI) {
+			tunnel_end(c, "client closed before the ClientHello");
+			return;
+		}
+		relay(c, c->cbev, c->ubev, &c->bytes_in);
+	}
+	side_closed(c, c->ubev, 1, what);
+}
+
+void eg_tunnel_upstream_event(struct eg_conn *c, short what)
+{
+	eg_tunnel_upstream_read(c);
+	side_closed(c, c->cbev, 0, what);
+}
+
+void eg_tunnel_timer(struct eg_conn *c)
+{
+	const struct eg_settings *s = &c->pol->settings;
+	if (c->state == EG_ST_SNI) {
+		if (check_client_hello(c) == 0) {
+			/* no complete ClientHello in time: judge what we have (maybe not TLS at all) */
+			c->state = EG_ST_TUNNEL;
+			relay(c, c->cbev, c->ubev, &c->bytes_in);
+		} else if (c->state != EG_ST_TUNNEL) {
+			return;
+		}
+	}
+	double idle = mono() - c->last_activity;
+	if (idle >= s->tunnel_idle_timeout) {
+		tunnel_end(c, "idle timeout");
+		return;
+	}
+	arm(c, s->tunnel_idle_timeout - idle + 0.01);
+}
+
+void eg_tunnel_start(struct eg_conn *c)
+{
+	struct eg_server *srv = c->srv;
+	const struct eg_settings *s = &c->pol->settings;
+	static const char established[] = "HTTP/1.1 200 Connection Established\r\nVia: 1.1 enrollgate\r\n\r\n";
+	srv->metrics.active_tunnels++;
+	srv->metrics.tunnels_total++;
+	c->response_started = 1;
+	c->last_activity = mono();
+	c->state = (c->pol->require_sni_match || c->pol->ref_on_client_hello >= 0) ? EG_ST_SNI : EG_ST_TUNNEL;
+	bufferevent_write(c->cbev, established, sizeof(established) - 1);
+	bufferevent_setcb(c->cbev, client_read, client_write, client_event, c);
+	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	bufferevent_enable(c->cbev, EV_READ);
+	bufferevent_setcb(c->ubev, upstream_read, upstream_write, upstream_event, c);
+	bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);
+	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
+	if (c->state == EG_ST_SNI)
+		arm(c, s->header_timeout);
+	else
+		arm(c, s->tunnel_idle_timeout);
+	/* bytes the client sent right after its CONNECT head are already waiting */
+	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
+		client_read(c->cbev, c);
+}
