@@ -1015,13 +1015,42 @@ static void count(struct eg_policy *p, atomic_ullong *c)
 		atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
+static int new_coroutine(lua_State *L)
+{
+	struct eg_policy *p = lua_touserdata(L, 1);
+	lua_State *co = lua_newthread(L);
+	lua_rawseti(L, LUA_REGISTRYINDEX, p->co_ref);
+	p->co = co;
+	return 0;
+}
+
+/* Swap in a new coroutine for hooks; on failure (out of memory) hooks deny until it works. */
+static void replace_coroutine(struct eg_policy *p)
+{
+	lua_State *L = p->L;
+	lua_pushcfunction(L, new_coroutine);
+	lua_pushlightuserdata(L, p);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		lua_pop(L, 1);
+		p->co = NULL;
+	}
+}
+
 /* Run one hook in the state's coroutine under the instruction, time and memory budgets and
  * apply its answer to v. Errors of any kind deny (fail closed). */
 static void run_hook(struct eg_policy *p, int ref, const struct eg_request_info *ri, struct eg_verdict *v)
 {
-	lua_State *co = p->co;
 	struct hook_call hc = { .ref = ref, .ri = ri, .v = v };
 	int nres = 0, rc;
+	if (!p->co)
+		replace_coroutine(p);
+	lua_State *co = p->co;
+	if (!co) {
+		if (p->stats)
+			count(p, &p->stats->oom);
+		deny(v, 403, "hook-error", "policy state out of memory");
+		return;
+	}
 	if (p->stats)
 		count(p, &p->stats->calls);
 	p->budget_failed = 0;
@@ -1064,12 +1093,11 @@ static void run_hook(struct eg_policy *p, int ref, const struct eg_request_info 
 		const char *m = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : "non-string error";
 		deny(v, 403, "hook-error", "policy hook failed: %.150s", m);
 	}
-	/* An errored or abandoned coroutine cannot run again: reset it. The exhausted budget stays
-	 * armed meanwhile, so __close handlers run by the reset cannot loop either. */
-	p->budget_failed = p->budget_failed ? p->budget_failed : 1;
-	lua_resetthread(co);
+	/* An errored or abandoned coroutine is never reused: Lua leaves it with hooks disabled
+	 * (and possibly suspended inside the policy), so a fresh one takes its place. The old one
+	 * is garbage; its pending __close handlers never run, so nothing runs unbudgeted. */
 	lua_sethook(co, NULL, 0, 0);
-	lua_settop(co, 0);
+	replace_coroutine(p);
 	p->in_hook = 0;
 }
 

@@ -195,18 +195,38 @@ static const char *status_text(int status)
 	}
 }
 
-static void close_when_flushed_cb(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	eg_conn_free(arg);
-}
-
 static void close_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
 	(void)what;
 	eg_conn_free(arg);
 }
+
+static void discard_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+/* The last response is written. Closing a socket with unread input makes the kernel send a
+ * RST that can destroy that response before the client reads it, so half-close first and
+ * discard what the client still sends for a moment (a "lingering close"). */
+static void close_when_flushed_cb(struct bufferevent *bev, void *arg)
+{
+	struct eg_conn *c = arg;
+	struct timeval tv = { 2, 0 };
+	if (c->lingering) {
+		return;
+	}
+	c->lingering = 1;
+	shutdown(bufferevent_getfd(bev), SHUT_WR);
+	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+	bufferevent_setcb(bev, discard_read_cb, NULL, close_event_cb, c);
+	bufferevent_set_timeouts(bev, &tv, NULL);
+	bufferevent_enable(bev, EV_READ);
+}
+
 
 /* Finish the connection after what is queued to the client has been written. */
 void eg_conn_close_after_flush(struct eg_conn *c)
@@ -221,7 +241,7 @@ void eg_conn_close_after_flush(struct eg_conn *c)
 	bufferevent_setcb(c->cbev, NULL, close_when_flushed_cb, close_event_cb, c);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
 	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
-		eg_conn_free(c);
+		close_when_flushed_cb(c->cbev, c);
 }
 
 /* Answer with status and a one-line reason, log it, close. */

@@ -72,7 +72,7 @@ struct eg_conn {
 	struct eg_http_head resp;
 	int resp_status;
 	unsigned req_done : 1, resp_head_done : 1, resp_done : 1, client_close : 1, response_started : 1;
-	unsigned cbev_eof : 1, ubev_eof : 1;
+	unsigned cbev_eof : 1, ubev_eof : 1, lingering : 1;
 
 	/* accounting */
 	uint64_t bytes_in, bytes_out;  /* client->upstream, upstream->client */

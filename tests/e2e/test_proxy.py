@@ -1,0 +1,219 @@
+"""End-to-end tests of the forward proxy: real daemon, real curl/openssl, origins on 127.0.0.1."""
+import json
+import os
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import Daemon, Origin, make_tls_cert, proxy_get, raw, status_of
+
+CURL = ["curl", "-sS", "--noproxy", "", "--max-time", "10"]
+
+
+class ProxyTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="eg-origin-")
+        cls.cert, cls.key = make_tls_cert(cls.tmp)
+        cls.origin = Origin()
+        cls.tls_origin = Origin(cls.cert, cls.key)
+        cls.eg = Daemon()
+        cls.eg.start()
+        cls.proxy = "http://127.0.0.1:%d" % cls.eg.port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.eg.stop()
+        cls.origin.stop()
+        cls.tls_origin.stop()
+
+    def url(self, path, host="localhost"):
+        return "http://%s:%d%s" % (host, self.origin.port, path)
+
+    def curl(self, *args):
+        return subprocess.run(CURL + ["-x", self.proxy] + list(args), capture_output=True, text=True)
+
+    def access(self, pred):
+        return [r for r in self.eg.log_records() if r.get("event") == "access" and pred(r)]
+
+    # --- forwarding ---
+
+    def test_get_allowed(self):
+        r = self.curl("-o", "-", "-w", "\n%{http_code}", self.url("/small"))
+        body, code = r.stdout.rsplit("\n", 1)
+        self.assertEqual(code, "200")
+        self.assertEqual(body, "x" * 100)
+
+    def test_via_added_hop_by_hop_removed(self):
+        r = self.curl("-H", "Proxy-Authorization: Basic c2VjcmV0", "-H", "Connection: X-Drop, keep-alive",
+                      "-H", "X-Drop: 1", "-H", "Keep-Alive: timeout=5", self.url("/headers"))
+        h = json.loads(r.stdout)
+        self.assertIn("enrollgate", h.get("via", ""))
+        for gone in ("proxy-authorization", "x-drop", "keep-alive", "proxy-connection"):
+            self.assertNotIn(gone, h)
+        self.assertEqual(h["host"], "localhost:%d" % self.origin.port)
+
+    def test_keepalive_both_sides(self):
+        req = ("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % self.url("/small")).encode()
+        last = ("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % self.url("/small")).encode()
+        out = raw(self.eg.port, req + req + last)  # pipelined on one connection
+        self.assertEqual(out.count(b"HTTP/1.1 200"), 3, out[:300])
+        self.assertEqual(out.count(b"x" * 100), 3)
+
+    def test_post_content_length_and_chunked(self):
+        data = os.urandom(300000)
+        path = os.path.join(self.tmp, "body.bin")
+        with open(path, "wb") as f:
+            f.write(data)
+        out = os.path.join(self.tmp, "out.bin")
+        r = self.curl("--data-binary", "@" + path, "-o", out, "-w", "%{http_code}", self.url("/echo"))
+        self.assertEqual(r.stdout, "200")
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), data)
+        r = self.curl("-H", "Transfer-Encoding: chunked", "--data-binary", "@" + path, "-o", out, "-w", "%{http_code}",
+                      self.url("/echo"))
+        self.assertEqual(r.stdout, "200")
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def test_chunked_response_and_big_body(self):
+        r = self.curl(self.url("/chunked"))
+        self.assertEqual(r.stdout, "hello chunked world")
+        r = self.curl("-o", "/dev/null", "-w", "%{size_download}", self.url("/big"))
+        self.assertEqual(r.stdout, str(4 * 1024 * 1024))
+
+    def test_head_request(self):
+        r = self.curl("-I", self.url("/small"))
+        self.assertIn("200", r.stdout.splitlines()[0])
+
+    # --- CONNECT ---
+
+    def test_connect_tunnel_tls_passthrough(self):
+        r = self.curl("--cacert", self.cert, "-w", "\n%{http_code}", "https://localhost:%d/small" % self.tls_origin.port)
+        body, code = r.stdout.rsplit("\n", 1)
+        self.assertEqual(code, "200", r.stderr)
+        self.assertEqual(body, "x" * 100)
+        recs = self.access(lambda r: r["method"] == "CONNECT" and r["port"] == self.tls_origin.port)
+        self.assertTrue(recs)
+        self.assertEqual(recs[-1]["sni"], "localhost")
+        self.assertGreater(recs[-1]["bytes_out"], 100)
+
+    def test_connect_sni_mismatch_refused(self):
+        # CONNECT to localhost but a ClientHello naming another host: the tunnel is closed
+        p = subprocess.run(["openssl", "s_client", "-proxy", "127.0.0.1:%d" % self.eg.port,
+                            "-connect", "localhost:%d" % self.tls_origin.port, "-servername", "evil.example.com",
+                            "-CAfile", self.cert], input="", capture_output=True, text=True, timeout=20)
+        self.assertIn("no peer certificate available", p.stdout)
+        recs = self.access(lambda r: r.get("sni") == "evil.example.com")
+        self.assertTrue(recs, self.eg.log()[-2000:])
+        self.assertEqual(recs[-1]["verdict"], "deny")
+        self.assertIn("does not match", recs[-1]["reason"])
+
+    def test_connect_denied_port(self):
+        out = raw(self.eg.port, b"CONNECT localhost:22 HTTP/1.1\r\nHost: localhost:22\r\n\r\n")
+        self.assertEqual(status_of(out), 403)
+        self.assertIn(b"port 22 is not allowed", out)
+
+    # --- policy decisions ---
+
+    def test_denied_host_403_with_reason_and_log(self):
+        code, body = proxy_get(self.eg.port, "http://evil.invalid/")
+        self.assertEqual(code, 403)
+        self.assertIn(b"not in the allowlist", body)
+        self.assertEqual(body.count(b"\n"), 1)
+        recs = self.access(lambda r: r.get("host") == "evil.invalid")
+        self.assertEqual(recs[-1]["verdict"], "deny")
+        self.assertEqual(recs[-1]["stage"], "allowlist")
+
+    def test_hook_denies_path(self):
+        code, body = proxy_get(self.eg.port, self.url("/forbidden/x"))
+        self.assertEqual(code, 403)
+        self.assertIn(b"path forbidden by test hook", body)
+
+    def test_unknown_origin_form_is_404(self):
+        out = raw(self.eg.port, b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(status_of(out), 404)
+
+    def test_upstream_refused_502(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        code, _ = proxy_get(self.eg.port, "http://localhost:%d/" % dead)
+        self.assertEqual(code, 502)
+
+    # --- hostile input ---
+
+    def test_malformed_request_line(self):
+        self.assertEqual(status_of(raw(self.eg.port, b"GARBAGE\x01\r\n\r\n")), 400)
+        self.assertEqual(status_of(raw(self.eg.port, b"GET  http://localhost/ HTTP/1.1\r\nHost: a\r\n\r\n")), 400)
+
+    def test_cl_and_te_together(self):
+        req = ("POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "0\r\n\r\n" % self.url("/echo")).encode()
+        out = raw(self.eg.port, req)
+        self.assertEqual(status_of(out), 400)
+        self.assertIn(b"both Content-Length and Transfer-Encoding", out)
+
+    def test_oversized_header_431(self):
+        big = b"GET " + self.url("/small").encode() + b" HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+        self.assertEqual(status_of(raw(self.eg.port, big)), 431)
+
+    def test_slow_header_408(self):
+        t0 = time.time()
+        out = raw(self.eg.port, b"GET http://localhost/ HTTP/1.1\r\nHost: x\r\n", timeout=8)
+        self.assertEqual(status_of(out), 408)
+        self.assertLess(time.time() - t0, 6)  # header_timeout is 2 s in the test configuration
+
+    def test_http2_preface_refused(self):
+        out = raw(self.eg.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        self.assertEqual(status_of(out), 505)
+
+    def test_upgrade_refused(self):
+        out = raw(self.eg.port, ("GET %s HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                                 % self.url("/")).encode())
+        self.assertEqual(status_of(out), 501)
+
+    def test_https_absolute_form_refused(self):
+        out = raw(self.eg.port, b"GET https://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        self.assertEqual(status_of(out), 400)
+
+    def test_garbage_does_not_crash(self):
+        for junk in (b"\x16\x03\x01\x00\x05hello", b"\r\n\r\n", b"GET http://[::1 HTTP/1.1\r\n\r\n",
+                     b"CONNECT :0 HTTP/1.1\r\nHost: x\r\n\r\n", b"G" * 70000):
+            raw(self.eg.port, junk, timeout=3)
+        self.assertEqual(self.eg.admin("/healthz")[0], 200)
+
+    def test_metrics_and_status(self):
+        proxy_get(self.eg.port, self.url("/small"))
+        m = self.eg.metrics()
+        self.assertGreaterEqual(m['enrollgate_requests_total{verdict="allow"}'], 1)
+        self.assertIn("enrollgate_lua_memory_bytes", m)
+        st = self.eg.status()
+        self.assertEqual(st["pid"], self.eg.proc.pid)
+        self.assertEqual(st["last_reload"], "ok")
+        self.assertEqual(len(st["bundle_sha256"]), 64)
+
+
+class AddressPolicyTest(unittest.TestCase):
+    """A host rule that does not name loopback: the resolved address is refused (SSRF / rebinding)."""
+
+    def test_resolved_internal_address_refused(self):
+        origin = Origin()
+        eg = Daemon(policy="""return { api_version = 1,
+          allowlist = { { name = "names-only", hosts = { "localhost" }, ports = { "1-65535" } } } }""")
+        eg.start()
+        try:
+            code, body = proxy_get(eg.port, "http://localhost:%d/small" % origin.port)
+            self.assertEqual(code, 403)
+            self.assertIn(b"loopback", body)
+            self.assertEqual(origin.requests, [])
+        finally:
+            eg.stop()
+            origin.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
