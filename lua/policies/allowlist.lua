@@ -34,16 +34,16 @@ function M.rule(t, level)
     end
   end
   if type(t.ports) ~= "table" or #t.ports == 0 then
-    fail("rule " .. tostring(t.name) .. ": ports is required (an empty list does not mean all ports)", level)
+    fail("rule " .. tostring(t.name or "(unnamed)") .. ": ports is required (an empty list does not mean all ports)", level)
   end
   for _, p in ipairs(t.ports) do
-    if not is_port_spec(p) then fail("rule " .. tostring(t.name) .. ": bad port " .. tostring(p), level) end
+    if not is_port_spec(p) then fail("rule " .. tostring(t.name or "(unnamed)") .. ": bad port " .. tostring(p), level) end
   end
   if (t.hosts == nil or #t.hosts == 0) and (t.cidrs == nil or #t.cidrs == 0) then
-    fail("rule " .. tostring(t.name) .. ": names no hosts and no cidrs", level)
+    fail("rule " .. tostring(t.name or "(unnamed)") .. ": names no hosts and no cidrs", level)
   end
   for _, h in ipairs(t.hosts or {}) do
-    if not is_host_pattern(h) then fail("rule " .. tostring(t.name) .. ": bad host pattern " .. tostring(h), level) end
+    if not is_host_pattern(h) then fail("rule " .. tostring(t.name or "(unnamed)") .. ": bad host pattern " .. tostring(h), level) end
   end
   if t.name == nil then
     t.name = (t.hosts and t.hosts[1]) or (t.cidrs and t.cidrs[1]) or "rule"
@@ -54,7 +54,7 @@ end
 --- Build a list of rules, checking each (level adjusted so errors name the policy's line).
 function M.rules(list)
   if type(list) ~= "table" then fail("rules: expected a list") end
-  for i, r in ipairs(list) do list[i] = M.rule(r, 1) end
+  for i, r in ipairs(list) do list[i] = M.rule(r, 2) end
   return list
 end
 

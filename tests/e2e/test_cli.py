@@ -1,0 +1,79 @@
+"""The command line: check (nginx -t style), version, --help, start-up errors."""
+import os
+import subprocess
+import unittest
+
+from harness import EG_BIN, EG_SRC, Daemon
+
+
+def run(*args):
+    return subprocess.run([EG_BIN] + list(args), capture_output=True, text=True, timeout=30)
+
+
+class CliTest(unittest.TestCase):
+    def test_version_and_help(self):
+        p = run("version")
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(p.stdout, r"^enrollgate \d+\.\d+\.\d+")
+        for cmd in ("run", "check", "reload"):
+            p = run(cmd, "--help")
+            self.assertEqual(p.returncode, 0)
+            self.assertIn("enrollgate " + cmd, p.stdout)
+        self.assertEqual(run("bogus").returncode, 2)
+
+    def test_check_ok(self):
+        p = run("check", "-c", os.path.join(EG_SRC, "conf"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("ok", p.stdout)
+
+    def check_broken(self, policy, line, fragment):
+        d = Daemon(policy=policy)
+        try:
+            p = run("check", "-c", d.conf)
+            self.assertEqual(p.returncode, 1)
+            path = os.path.join(d.conf, "policy.lua")
+            self.assertTrue(p.stderr.startswith("%s:%d: " % (path, line)), p.stderr)
+            self.assertIn(fragment, p.stderr)
+        finally:
+            d.stop()
+
+    def test_check_syntax_error(self):
+        self.check_broken("return {\n  api_version = 1,\n  allowlist = {\n    { name = 'a', hosts = { 'x.example' } ports = {443} },\n  },\n}\n",
+                          4, "expected")
+
+    def test_check_rule_without_ports(self):
+        self.check_broken("return {\n  api_version = 1,\n  allowlist = {\n    { name = 'noports', hosts = { 'x.example' } },\n  },\n}\n",
+                          4, "no ports")
+
+    def test_check_runtime_error_and_sandbox(self):
+        self.check_broken("local x = 1\nos.execute('true')\nreturn { api_version = 1, allowlist = {} }\n", 2, "execute")
+        self.check_broken("local f = io.open('/etc/passwd')\nreturn {}\n", 1, "io")
+
+    def test_check_helper_reports_policy_line(self):
+        self.check_broken("local A = require 'policies.allowlist'\nreturn {\n  api_version = 1,\n"
+                          "  allowlist = A.rules {\n    { hosts = { 'x.example' }, ports = { 'abc' } },\n  },\n}\n",
+                          4, "bad port")
+
+    def test_check_bytecode_refused(self):
+        d = Daemon()
+        try:
+            with open(os.path.join(d.conf, "policy.lua"), "wb") as f:
+                f.write(b"\x1bLua\x54\x00garbage")
+            p = run("check", "-c", d.conf)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("binary", p.stderr)
+        finally:
+            d.stop()
+
+    def test_run_refuses_broken_bundle_at_startup(self):
+        d = Daemon(policy="return { api_version = 2, allowlist = {} }\n")
+        try:
+            d.start(check=False)
+            self.assertEqual(d.proc.wait(10), 1)
+            self.assertIn("policy.lua:1: api_version must be 1", d.log())
+        finally:
+            d.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
