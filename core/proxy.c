@@ -168,7 +168,7 @@ void eg_conn_log_access(struct eg_conn *c, int status)
 	eg_jbuf_int(&j, "bytes_in", (long long)c->bytes_in);
 	eg_jbuf_int(&j, "bytes_out", (long long)c->bytes_out);
 	eg_jbuf_double(&j, "duration_ms", now_ms() - c->t_start);
-	eg_jbuf_int(&j, "gen", c->pol ? (long long)c->pol->generation : (long long)srv->generation);
+	eg_jbuf_int(&j, "gen", (long long)(c->gen ? c->gen : srv->generation));
 	eg_jbuf_emit(&j);
 }
 
@@ -291,6 +291,7 @@ static void await_head(struct eg_conn *c, int first)
 	c->deny_reason[0] = '\0';
 	c->sni[0] = '\0';
 	c->bytes_in = c->bytes_out = 0;
+	c->gen = 0;
 	memset(&c->verdict, 0, sizeof(c->verdict));
 	bufferevent_setcb(c->cbev, client_read_cb, NULL, client_event_cb, c);
 	bufferevent_set_timeouts(c->cbev, NULL, NULL);
@@ -327,13 +328,11 @@ void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, i
 		return;
 	}
 	c->srv = srv;
-	c->headbuf = malloc(s->max_header_bytes + 1);
-	c->headcap = s->max_header_bytes;
 	c->cbev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(srv->base, timer_cb, c);
 	srv->metrics.active_connections++;
 	srv->metrics.connections_total++;
-	if (!c->headbuf || !c->cbev || !c->timer) {
+	if (!c->cbev || !c->timer) {
 		if (!c->cbev)
 			evutil_closesocket(fd);
 		eg_conn_free(c);
@@ -375,14 +374,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	switch (c->state) {
 	case EG_ST_HEAD:
-		if (c->head_timer_is_idle && evbuffer_get_length(bufferevent_get_input(c->cbev)) == 0) {
-			eg_conn_free(c); /* idle keep-alive connection: close quietly */
-		} else if (evbuffer_get_length(bufferevent_get_input(c->cbev)) == 0 && c->t_start > 0 &&
-			   !c->head_timer_is_idle) {
-			eg_conn_free(c); /* connected but never spoke */
-		} else {
+		if (evbuffer_get_length(bufferevent_get_input(c->cbev)) == 0)
+			eg_conn_free(c); /* idle keep-alive, or connected and never spoke: close quietly */
+		else
 			eg_conn_send_error(c, 408, "request head not received in time");
-		}
 		break;
 	case EG_ST_RESOLVING:
 		eg_conn_send_error(c, 504, "name resolution timed out");
@@ -423,21 +418,32 @@ static int head_complete(struct eg_conn *c, struct evbuffer *in)
 			return -1;
 		}
 	}
+	size_t limit = c->srv->policy->settings.max_header_bytes;
 	size_t from = c->scan_from > 3 ? c->scan_from - 3 : 0;
 	evbuffer_ptr_set(in, &start, from, EVBUFFER_PTR_SET);
 	struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, &start);
 	if (end.pos < 0) {
 		c->scan_from = len;
-		if (len > c->headcap) {
+		if (len > limit) {
 			eg_conn_send_error(c, 431, "request head too large");
 			return -1;
 		}
 		return 0;
 	}
 	size_t hl = (size_t)end.pos + 4;
-	if (hl > c->headcap) {
+	if (hl > limit) {
 		eg_conn_send_error(c, 431, "request head too large");
 		return -1;
+	}
+	if (hl > c->headcap) {
+		/* grows to the largest head this connection has sent, never beyond the limit */
+		char *nb = realloc(c->headbuf, hl);
+		if (!nb) {
+			eg_conn_send_error(c, 503, "out of memory");
+			return -1;
+		}
+		c->headbuf = nb;
+		c->headcap = hl;
 	}
 	evbuffer_remove(in, c->headbuf, hl);
 	c->headlen = hl;
@@ -550,6 +556,7 @@ static void process_head(struct eg_conn *c)
 	}
 	/* the policy generation that decides this request stays with it until it ends */
 	c->pol = eg_server_policy(c->srv);
+	c->gen = c->pol->generation;
 	struct eg_request_info ri = {
 		.method = c->method, .host = c->target.host, .host_is_ip = c->target.host_is_ip, .port = c->target.port,
 		.path = c->is_connect ? NULL : c->path_copy, .client = c->client, .head = &c->head,
@@ -745,6 +752,9 @@ void eg_conn_start_forward(struct eg_conn *c)
 	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
 	arm_timer(c, s->response_timeout);
 	if (!c->req_done) {
+		struct timeval idle;
+		set_tv(&idle, s->idle_timeout);
+		bufferevent_set_timeouts(c->cbev, &idle, NULL); /* a client stalling mid-body */
 		bufferevent_enable(c->cbev, EV_READ);
 		eg_conn_pump_request(c);
 	}
@@ -835,6 +845,8 @@ static void write_response_head(struct eg_conn *c, const struct eg_http_head *r,
 
 static void response_complete(struct eg_conn *c)
 {
+	if (c->ubev)
+		bufferevent_set_timeouts(c->ubev, NULL, NULL);
 	eg_conn_log_access(c, c->resp_status);
 	end_request(c);
 	if (!c->up_reusable)
@@ -963,6 +975,9 @@ static void upstream_read_cb(struct bufferevent *bev, void *arg)
 		if (handle_response_head(c, in) <= 0)
 			return;
 		evtimer_del(c->timer);
+		struct timeval tv;
+		set_tv(&tv, c->pol->settings.response_timeout);
+		bufferevent_set_timeouts(c->ubev, &tv, NULL); /* an upstream stalling mid-body */
 	}
 	if (!c->resp_done)
 		pump_response(c);

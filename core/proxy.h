@@ -52,6 +52,7 @@ struct eg_conn {
 	int is_connect;
 	int in_request;
 	struct eg_policy *pol;     /* reference held while the request lives */
+	uint64_t gen;              /* its generation number, for the access log */
 	struct eg_verdict verdict;
 	char deny_reason[200];
 	char sni[256];
@@ -77,6 +78,7 @@ struct eg_conn {
 	/* accounting */
 	uint64_t bytes_in, bytes_out;  /* client->upstream, upstream->client */
 	double last_activity;
+	double tunnel_idle_timeout;
 };
 
 void eg_conn_free(struct eg_conn *c);

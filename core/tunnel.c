@@ -53,8 +53,32 @@ static void relay(struct eg_conn *c, struct bufferevent *src, struct bufferevent
 
 static void client_read(struct bufferevent *bev, void *arg);
 
-/* Decide on the ClientHello once enough of it is here; 1 when the tunnel may run. */
+/* Once the tunnel runs, no decision is left to make: drop the generation so that long-lived
+ * tunnels do not keep old policies alive across reloads. */
+static void tunnel_release_policy(struct eg_conn *c)
+{
+	if (c->pol) {
+		c->tunnel_idle_timeout = c->pol->settings.tunnel_idle_timeout;
+		eg_policy_unref(c->pol);
+		c->pol = NULL;
+	}
+}
+
+static int client_hello_decide(struct eg_conn *c, int final);
+
+/* Decide on the ClientHello once enough of it is here; 1 when the tunnel may run, 0 to wait,
+ * -1 when the connection was closed. */
 static int check_client_hello(struct eg_conn *c)
+{
+	return client_hello_decide(c, 0);
+}
+
+static int check_client_hello_final(struct eg_conn *c)
+{
+	return client_hello_decide(c, 1);
+}
+
+static int client_hello_decide(struct eg_conn *c, int final)
 {
 	struct evbuffer *in = bufferevent_get_input(c->cbev);
 	size_t len = evbuffer_get_length(in);
@@ -62,7 +86,7 @@ static int check_client_hello(struct eg_conn *c)
 	const unsigned char *p = evbuffer_pullup(in, (ssize_t)want);
 	char name[256];
 	enum eg_sni_result r = eg_sni_parse(p, want, name, sizeof(name));
-	if (r == EG_SNI_MORE && len < SNI_MAX_WAIT_BYTES)
+	if (r == EG_SNI_MORE && len < SNI_MAX_WAIT_BYTES && !final)
 		return 0;
 	struct eg_request_info ri = {
 		.method = c->method, .host = c->target.host, .host_is_ip = c->target.host_is_ip, .port = c->target.port,
@@ -81,6 +105,7 @@ static int check_client_hello(struct eg_conn *c)
 		return -1;
 	}
 	c->state = EG_ST_TUNNEL;
+	tunnel_release_policy(c);
 	return 1;
 }
 
@@ -173,22 +198,24 @@ void eg_tunnel_upstream_event(struct eg_conn *c, short what)
 
 void eg_tunnel_timer(struct eg_conn *c)
 {
-	const struct eg_settings *s = &c->pol->settings;
 	if (c->state == EG_ST_SNI) {
-		if (check_client_hello(c) == 0) {
-			/* no complete ClientHello in time: judge what we have (maybe not TLS at all) */
-			c->state = EG_ST_TUNNEL;
+		/* no complete ClientHello in time: the policy judges what is there (maybe not TLS) */
+		struct evbuffer *in = bufferevent_get_input(c->cbev);
+		if (evbuffer_get_length(in) == 0) {
+			c->state = EG_ST_TUNNEL; /* the server may speak first (SMTP, ...) */
+			tunnel_release_policy(c);
+		} else {
+			if (check_client_hello_final(c) < 0)
+				return;
 			relay(c, c->cbev, c->ubev, &c->bytes_in);
-		} else if (c->state != EG_ST_TUNNEL) {
-			return;
 		}
 	}
 	double idle = mono() - c->last_activity;
-	if (idle >= s->tunnel_idle_timeout) {
+	if (idle >= c->tunnel_idle_timeout) {
 		tunnel_end(c, "idle timeout");
 		return;
 	}
-	arm(c, s->tunnel_idle_timeout - idle + 0.01);
+	arm(c, c->tunnel_idle_timeout - idle + 0.01);
 }
 
 void eg_tunnel_start(struct eg_conn *c)
@@ -209,10 +236,13 @@ void eg_tunnel_start(struct eg_conn *c)
 	bufferevent_setcb(c->ubev, upstream_read, upstream_write, upstream_event, c);
 	bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);
 	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
-	if (c->state == EG_ST_SNI)
+	c->tunnel_idle_timeout = s->tunnel_idle_timeout;
+	if (c->state == EG_ST_SNI) {
 		arm(c, s->header_timeout);
-	else
+	} else {
 		arm(c, s->tunnel_idle_timeout);
+		tunnel_release_policy(c);
+	}
 	/* bytes the client sent right after its CONNECT head are already waiting */
 	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0)
 		client_read(c->cbev, c);
