@@ -318,7 +318,12 @@ void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, i
 		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 27\r\nConnection: close\r\n\r\n"
 					   "too many connections; retry\n";
 		ssize_t w = write(fd, busy, sizeof(busy) - 1);
+		char sink[4096];
 		(void)w;
+		/* half-close and swallow what already arrived, so the close is a FIN, not a RST */
+		shutdown(fd, SHUT_WR);
+		while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+			;
 		evutil_closesocket(fd);
 		return;
 	}

@@ -215,5 +215,88 @@ class AddressPolicyTest(unittest.TestCase):
             origin.stop()
 
 
+SETTINGS = """return {
+  log = { level = "info", access = true },
+  limits = { header_timeout = 2, response_timeout = 1, max_connections = %d, drain_timeout = 1 },
+}
+"""
+
+
+class LimitsTest(unittest.TestCase):
+    def setUp(self):
+        self.origin = Origin()
+
+    def tearDown(self):
+        self.origin.stop()
+
+    def test_response_timeout_504(self):
+        eg = Daemon(settings=SETTINGS % 100)
+        eg.start()
+        try:
+            t0 = time.time()
+            code, body = proxy_get(eg.port, "http://localhost:%d/silent" % self.origin.port, timeout=10)
+            self.assertEqual(code, 504)
+            self.assertIn(b"timed out", body)
+            self.assertLess(time.time() - t0, 5)
+        finally:
+            eg.stop()
+
+    def test_max_connections_503(self):
+        eg = Daemon(settings=SETTINGS % 2)
+        eg.start()
+        try:
+            held = [socket.create_connection(("127.0.0.1", eg.port)) for _ in range(2)]
+            time.sleep(0.2)
+            out = raw(eg.port, b"")  # the answer comes at accept, before any request
+            self.assertEqual(status_of(out), 503)
+            self.assertGreaterEqual(eg.metrics()["enrollgate_connections_refused_total"], 1)
+            for s in held:
+                s.close()
+        finally:
+            eg.stop()
+
+    def test_ipv6_listener(self):
+        try:
+            probe = socket.socket(socket.AF_INET6)
+            probe.bind(("::1", 0))
+            probe.close()
+        except OSError:
+            self.skipTest("no IPv6 loopback here")
+        eg = Daemon()
+        eg.start()
+        eg.stop_keep = True
+        try:
+            eg.proc.terminate()
+            eg.proc.wait(10)
+            port6 = eg.port + 0
+            import subprocess as sp
+            from harness import EG_BIN
+            p = sp.Popen([EG_BIN, "run", "-c", eg.conf, "--listen", "127.0.0.1:%d" % eg.port, "--listen", "[::1]:%d" % port6,
+                          "--admin", "127.0.0.1:%d" % eg.admin_port], stdout=sp.DEVNULL, stderr=sp.DEVNULL)
+            try:
+                deadline = time.time() + 5
+                while time.time() < deadline:
+                    try:
+                        socket.create_connection(("::1", port6), timeout=1).close()
+                        break
+                    except OSError:
+                        time.sleep(0.05)
+                s = socket.create_connection(("::1", port6), timeout=5)
+                s.sendall(b"GET http://localhost:%d/small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % self.origin.port)
+                out = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    out += chunk
+                s.close()
+                self.assertEqual(status_of(out), 200)
+            finally:
+                p.terminate()
+                p.wait(10)
+        finally:
+            eg.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
