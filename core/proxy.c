@@ -51,6 +51,13 @@ const struct eg_settings *eg_conn_settings(struct eg_conn *c)
 	return c->pol ? &c->pol->settings : &c->srv->policy->settings;
 }
 
+static void arm_timer(struct eg_conn *c, double secs)
+{
+	struct timeval tv;
+	set_tv(&tv, secs);
+	evtimer_add(c->timer, &tv);
+}
+
 /* ---- idle list (for drain) ---- */
 
 static void idle_add(struct eg_conn *c)
@@ -215,15 +222,13 @@ static void discard_read_cb(struct bufferevent *bev, void *arg)
 static void close_when_flushed_cb(struct bufferevent *bev, void *arg)
 {
 	struct eg_conn *c = arg;
-	struct timeval tv = { 2, 0 };
-	if (c->lingering) {
+	if (c->lingering)
 		return;
-	}
 	c->lingering = 1;
 	shutdown(bufferevent_getfd(bev), SHUT_WR);
 	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
 	bufferevent_setcb(bev, discard_read_cb, NULL, close_event_cb, c);
-	bufferevent_set_timeouts(bev, &tv, NULL);
+	arm_timer(c, 2);
 	bufferevent_enable(bev, EV_READ);
 }
 
@@ -235,9 +240,8 @@ void eg_conn_close_after_flush(struct eg_conn *c)
 	c->state = EG_ST_CLOSING;
 	idle_del(c);
 	bufferevent_disable(c->cbev, EV_READ);
-	struct timeval tv;
-	set_tv(&tv, 5);
-	bufferevent_set_timeouts(c->cbev, NULL, &tv);
+	bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	arm_timer(c, 5); /* bounds flush and lingering together */
 	bufferevent_setcb(c->cbev, NULL, close_when_flushed_cb, close_event_cb, c);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
 	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
@@ -271,13 +275,6 @@ void eg_conn_send_error(struct eg_conn *c, int status, const char *reason)
 /* ---- connection start ---- */
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
-
-static void arm_timer(struct eg_conn *c, double secs)
-{
-	struct timeval tv;
-	set_tv(&tv, secs);
-	evtimer_add(c->timer, &tv);
-}
 
 /* Wait for the next request head on this connection. */
 static void await_head(struct eg_conn *c, int first)
@@ -389,6 +386,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case EG_ST_CONNECTING:
 		eg_conn_send_error(c, 504, "upstream connect timed out");
+		break;
+	case EG_ST_CLOSING:
+		eg_conn_free(c); /* the client does not read its last response, or keeps sending */
 		break;
 	case EG_ST_FORWARDING:
 		if (!c->response_started)
