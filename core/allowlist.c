@@ -1,5 +1,7 @@
 /* allowlist.c: compiled destination allowlist (see allowlist.h). */
 #include "allowlist.h"
+
+#include <ctype.h>
 #include "http_parse.h"
 
 #include <arpa/inet.h>
@@ -220,15 +222,15 @@ int eg_allowlist_add_ports(struct eg_allowlist *al, const char *spec, const char
 	char *end;
 	if (!r)
 		return -1;
+	if (!isdigit((unsigned char)spec[0])) /* strtoul would skip blanks and take a sign */
+		goto bad;
 	lo = strtoul(spec, &end, 10);
 	hi = lo;
-	if (end == spec)
-		goto bad;
 	if (*end == '-') {
 		const char *s2 = end + 1;
-		hi = strtoul(s2, &end, 10);
-		if (end == s2)
+		if (!isdigit((unsigned char)*s2))
 			goto bad;
+		hi = strtoul(s2, &end, 10);
 	}
 	if (*end != '\0' || lo < 1 || hi > 65535 || lo > hi)
 		goto bad;
@@ -366,6 +368,9 @@ int eg_allowlist_check_addr(const struct eg_allowlist *al, const struct eg_rule 
 	return -1;
 }
 
+/* ::ffff:0:0/96, the IPv4-mapped IPv6 addresses */
+static const uint8_t v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
 int eg_cidr_parse(const char *spec, struct eg_cidr *out)
 {
 	char buf[64];
@@ -390,7 +395,7 @@ int eg_cidr_parse(const char *spec, struct eg_cidr *out)
 	if (slash) {
 		char *end;
 		long p = strtol(slash + 1, &end, 10);
-		if (end == slash + 1 || *end || p < 0 || p > maxp)
+		if (!isdigit((unsigned char)slash[1]) || *end || p < 0 || p > maxp)
 			return -1;
 		out->prefix = (int)p;
 	}
@@ -402,6 +407,13 @@ int eg_cidr_parse(const char *spec, struct eg_cidr *out)
 			out->addr[i] = 0;
 		else if (bit0 + 8 > out->prefix)
 			out->addr[i] &= (uint8_t)(0xff << (8 - (out->prefix - bit0)));
+	}
+	/* "::ffff:10.0.0.0/104" is 10.0.0.0/8: addresses are compared as the IPv4 they carry */
+	if (out->family == AF_INET6 && out->prefix >= 96 && memcmp(out->addr, v4_mapped, 12) == 0) {
+		memmove(out->addr, out->addr + 12, 4);
+		memset(out->addr + 4, 0, 12);
+		out->family = AF_INET;
+		out->prefix -= 96;
 	}
 	return 0;
 }
@@ -422,14 +434,13 @@ static int prefix_match(const uint8_t *a, const uint8_t *b, int prefix)
 /* Address bytes of sa; v4-mapped IPv6 is treated as the IPv4 address it carries. */
 static int addr_bytes(const struct sockaddr *sa, const uint8_t **bytes)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	if (sa->sa_family == AF_INET) {
 		*bytes = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
 		return AF_INET;
 	}
 	if (sa->sa_family == AF_INET6) {
 		const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-		if (memcmp(b, mapped, 12) == 0) {
+		if (memcmp(b, v4_mapped, 12) == 0) {
 			*bytes = b + 12;
 			return AF_INET;
 		}
@@ -467,7 +478,7 @@ const char *eg_addr_internal_class(const struct sockaddr *sa)
 		{ AF_INET, { 198, 18 }, 15, "reserved" },
 		{ AF_INET, { 224 }, 4, "multicast" },
 		{ AF_INET, { 240 }, 4, "reserved" },
-		{ AF_INET6, { 0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x54 }, 128, "metadata" }, /* AWS */
+		{ AF_INET6, { 0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54 }, 128, "metadata" }, /* AWS fd00:ec2::254 */
 		{ AF_INET6, { 0 }, 128, "unspecified" },
 		{ AF_INET6, { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 }, 128, "loopback" },
 		{ AF_INET6, { 0 }, 96, "reserved" }, /* IPv4-compatible (deprecated) */

@@ -39,10 +39,10 @@ static size_t find_head_end(const char *buf, size_t len)
 	return 0;
 }
 
-/* Is "tok" one of the comma-separated tokens of a header value? */
-static int list_has_token(struct eg_slice v, const char *tok)
+/* Is tok (tl bytes) one of the comma-separated tokens of a header value? */
+static int list_has_token_n(struct eg_slice v, const char *tok, size_t tl)
 {
-	size_t tl = strlen(tok), i = 0;
+	size_t i = 0;
 	while (i < v.n) {
 		while (i < v.n && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
 			i++;
@@ -55,6 +55,11 @@ static int list_has_token(struct eg_slice v, const char *tok)
 			i++;
 	}
 	return 0;
+}
+
+static int list_has_token(struct eg_slice v, const char *tok)
+{
+	return list_has_token_n(v, tok, strlen(tok));
 }
 
 static int is_static_hop_by_hop(struct eg_slice name)
@@ -179,13 +184,8 @@ static enum eg_http_err derive(struct eg_http_head *h, int is_request)
 		if (!eg_slice_ieq(h->headers[i].name, "connection"))
 			continue;
 		for (int k = 0; k < h->nheaders; k++) {
-			char name[64];
 			struct eg_slice n = h->headers[k].name;
-			if (n.n >= sizeof(name))
-				continue;
-			memcpy(name, n.p, n.n);
-			name[n.n] = '\0';
-			if (list_has_token(h->headers[i].value, name))
+			if (list_has_token_n(h->headers[i].value, n.p, n.n))
 				h->headers[k].hop_by_hop = 1;
 		}
 	}
@@ -370,12 +370,12 @@ int eg_http_normalize_host(const char *p, size_t n, char *out, size_t cap)
 		if (c >= 'A' && c <= 'Z')
 			c = (char)(c - 'A' + 'a');
 		if (c == '.') {
-			if (label == 0)
-				return -1;
+			if (label == 0 || out[o - 1] == '-')
+				return -1; /* empty label, or one ending in '-' */
 			label = 0;
 		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
-			if (++label > 63)
-				return -1;
+			if ((label == 0 && c == '-') || ++label > 63)
+				return -1; /* a label does not start with '-' (RFC 1123 §2.1) */
 			if (!(c >= '0' && c <= '9'))
 				all_numeric = 0;
 		} else {
@@ -383,7 +383,7 @@ int eg_http_normalize_host(const char *p, size_t n, char *out, size_t cap)
 		}
 		out[o++] = c;
 	}
-	if (label == 0)
+	if (label == 0 || out[o - 1] == '-')
 		return -1;
 	out[o] = '\0';
 	if (all_numeric || strchr(out, '.') == NULL) {
@@ -504,6 +504,7 @@ int eg_http_parse_target(const char *p, size_t n, int is_connect, struct eg_targ
 		t->path = (struct eg_slice){ "/", 1 };
 	else
 		t->path = (struct eg_slice){ q, (size_t)(end - q) };
+	t->path_slash = *t->path.p == '?';
 	return 0;
 }
 

@@ -77,6 +77,8 @@ struct eg_target {
 	int host_is_ip;   /* 4 or 6 for literals, 0 for names */
 	uint16_t port;
 	struct eg_slice path;  /* path + query for origin/absolute form ("/" if empty) */
+	int path_slash;        /* 1: path is only "?query" (absolute URI without a path), and the
+				* origin-form is "/" followed by it (RFC 9112 §3.2.1) */
 	int https;             /* absolute-form with the https scheme */
 };
 

@@ -19,6 +19,14 @@
 #define EG_POLICY_API_VERSION 1
 #define EG_MAX_LUA_FILE (1024 * 1024)
 #define HOOK_COUNT 1000 /* instructions between budget checks */
+#define EG_MAX_ROUTES 256
+/* Budget for running the files at load time (top level of every file and module, self-tests
+ * excepted: each of those runs under the hook budget). A load is off the hot path, but a file
+ * that never finishes would block `check`, the reload builder and the drain on SIGTERM. */
+#define EG_LOAD_INSTRUCTIONS 50000000L
+#define EG_LOAD_TIME_MS 2000
+/* Worst-case matcher steps a string.find/match/gmatch/gsub call may risk (see pattern_guard). */
+#define EG_PATTERN_MAX_STEPS 1e8
 
 /* Load-time context, reachable from the sandbox's require through the registry. */
 struct load_ctx {
@@ -30,6 +38,10 @@ struct load_ctx {
 
 static const char LOAD_CTX_KEY = 'L';
 static const char POLICY_KEY = 'P';
+static const char CTX_KEY = 'C';
+
+static void start_budget(struct eg_policy *p, long instructions, long ms);
+static void budget_hook(lua_State *L, lua_Debug *ar);
 
 /* ---- errors ---- */
 
@@ -64,6 +76,12 @@ static void set_err_lua(struct eg_load_error *e, const char *stage, const char *
 				fl = sizeof(file) - 1;
 			memcpy(file, p, fl);
 			file[fl] = '\0';
+			/* Lua shortens long chunk names to "...tail": name the file in full when the
+			 * tail is the end of the file being loaded */
+			size_t ffl = fallback_file ? strlen(fallback_file) : 0;
+			if (fl > 3 && memcmp(file, "...", 3) == 0 && ffl >= fl - 3 &&
+			    strcmp(fallback_file + ffl - (fl - 3), file + 3) == 0)
+				snprintf(file, sizeof(file), "%s", fallback_file);
 			set_err(e, stage, file, line, "%s", d + 2);
 			return;
 		}
@@ -286,6 +304,74 @@ static int l_locked_index(lua_State *L)
 	return luaL_error(L, "undefined global '%s'", luaL_tolstring(L, 2, NULL));
 }
 
+/* Worst-case number of matcher steps for pattern pat on a subject of n bytes. Lua's matcher
+ * backtracks: each repetition (*, +, -) of a single-character class can retry every position
+ * of the rest of the subject, so the cost is bounded by (n+1)^(repetitions+1) (+1 for the
+ * start positions of an unanchored search), and each optional item (?) doubles it. Escapes
+ * (%x, %bxy, %f[set]) and the contents of sets are skipped, as the matcher reads them. */
+static double pattern_steps(const char *pat, size_t pl, size_t n)
+{
+	double steps = pl && pat[0] == '^' ? 1 : (double)n + 1;
+	for (size_t i = pl && pat[0] == '^' ? 1 : 0; i < pl && steps <= EG_PATTERN_MAX_STEPS;) {
+		/* one single-character class (or a %b / %f item, which takes no repetition) */
+		if (pat[i] == '%' && i + 1 < pl && pat[i + 1] == 'b') {
+			i += 4;
+			continue;
+		}
+		if (pat[i] == '%' && i + 1 < pl && pat[i + 1] == 'f') {
+			i += 2; /* the set follows and is skipped as a class below */
+		}
+		if (pat[i] == '%') {
+			i += 2;
+		} else if (pat[i] == '[') {
+			i++;
+			if (i < pl && pat[i] == '^')
+				i++;
+			do { /* the first character of a set may be ']' */
+				if (i < pl && pat[i] == '%')
+					i++;
+				i++;
+			} while (i < pl && pat[i] != ']');
+			i++;
+		} else {
+			i++;
+		}
+		if (i < pl && (pat[i] == '*' || pat[i] == '+' || pat[i] == '-')) {
+			steps *= (double)n + 1;
+			i++;
+		} else if (i < pl && pat[i] == '?') {
+			steps *= 2;
+			i++;
+		}
+	}
+	return steps;
+}
+
+/* Wrapper of string.find/match/gmatch/gsub (original in upvalue 1). The budget hook cannot
+ * interrupt C code, so a pattern whose backtracking could run for seconds on this subject is
+ * refused before the matcher starts; the subject's length is charged to the budget. */
+static int pattern_guard(lua_State *L)
+{
+	size_t n, pl;
+	luaL_checklstring(L, 1, &n);
+	const char *pat = luaL_checklstring(L, 2, &pl);
+	int plain = lua_toboolean(L, lua_upvalueindex(2)) && lua_toboolean(L, 4); /* string.find's plain flag */
+	if (!plain) {
+		if (pattern_steps(pat, pl, n) > EG_PATTERN_MAX_STEPS)
+			return luaL_error(L, "pattern too complex for a %d-byte subject: its backtracking is not "
+					  "bounded by the policy budget (fewer repetitions, or anchor it)", (int)n);
+		lua_rawgetp(L, LUA_REGISTRYINDEX, &POLICY_KEY);
+		struct eg_policy *p = lua_touserdata(L, -1);
+		lua_pop(L, 1);
+		if (p)
+			p->budget_left -= (long)(n / 4);
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
 /* Open only what a policy needs; everything that reaches the file system, the process
  * or the VM's internals stays out. */
 static void build_sandbox(lua_State *L)
@@ -318,6 +404,13 @@ static void build_sandbox(lua_State *L)
 	lua_getglobal(L, "string");
 	lua_pushnil(L);
 	lua_setfield(L, -2, "dump");
+	static const char *const pattern_fns[] = { "find", "match", "gmatch", "gsub", NULL };
+	for (int i = 0; pattern_fns[i]; i++) {
+		lua_getfield(L, -1, pattern_fns[i]);
+		lua_pushboolean(L, i == 0);
+		lua_pushcclosure(L, pattern_guard, 2);
+		lua_setfield(L, -2, pattern_fns[i]);
+	}
 	lua_pop(L, 1);
 	lua_pushliteral(L, "");
 	lua_getmetatable(L, -1);
@@ -372,6 +465,14 @@ static int run_file(lua_State *L, struct load_ctx *lc, const char *path, const c
 		return -1;
 	}
 	return 0;
+}
+
+/* Length of a configuration list: the raw border, so that a __len metamethod in an operator's
+ * table can neither run code nor claim a size the table does not have. */
+static lua_Integer list_len(lua_State *L, int idx)
+{
+	size_t n = lua_rawlen(L, idx);
+	return n > (size_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)n;
 }
 
 /* ---- settings ---- */
@@ -466,7 +567,7 @@ static int load_settings(lua_State *L, struct load_ctx *lc)
 	lua_getfield(L, t, "listen");
 	if (lua_istable(L, -1)) {
 		s->nlisten = 0;
-		for (lua_Integer i = 1; i <= (lua_Integer)luaL_len(L, -1) && s->nlisten < EG_MAX_LISTEN; i++) {
+		for (lua_Integer i = 1; i <= list_len(L, -1) && s->nlisten < EG_MAX_LISTEN; i++) {
 			lua_geti(L, -1, i);
 			if (!lua_isstring(L, -1)) {
 				set_err(lc->err, "settings", file, find_line(file, "listen"), "listen: expected \"ADDR:PORT\" strings");
@@ -560,7 +661,7 @@ static int add_list(lua_State *L, int rt, const char *key, int (*add)(struct eg_
 		set_err(lc->err, "allowlist", file, find_line(file, rule), "rule '%s': %s must be a list", rule, key);
 		return -1;
 	}
-	lua_Integer n = luaL_len(L, -1);
+	lua_Integer n = list_len(L, -1);
 	for (lua_Integer i = 1; i <= n; i++) {
 		const char *why = NULL;
 		lua_geti(L, -1, i);
@@ -595,7 +696,7 @@ static int compile_allowlist(lua_State *L, int pt, struct load_ctx *lc, const ch
 		return -1;
 	}
 	int lt = lua_gettop(L);
-	lua_Integer n = luaL_len(L, lt);
+	lua_Integer n = list_len(L, lt);
 	for (lua_Integer i = 1; i <= n; i++) {
 		char rname[128];
 		lua_geti(L, lt, i);
@@ -658,8 +759,14 @@ static int load_routes(lua_State *L, int pt, struct load_ctx *lc, const char *fi
 		return -1;
 	}
 	int rt = lua_gettop(L);
-	lua_Integer n = luaL_len(L, rt);
+	lua_Integer n = list_len(L, rt);
+	if (n > EG_MAX_ROUTES) {
+		set_err(lc->err, "routes", file, find_line(file, "routes"), "routes: more than %d entries", EG_MAX_ROUTES);
+		return -1;
+	}
 	lc->p->routes = calloc((size_t)n + 1, sizeof(struct eg_route));
+	if (!lc->p->routes)
+		return luaL_error(L, "not enough memory");
 	for (lua_Integer i = 1; i <= n; i++) {
 		struct eg_route *r = &lc->p->routes[lc->p->nroutes];
 		lua_geti(L, rt, i);
@@ -803,8 +910,12 @@ struct eg_policy *eg_policy_load(const char *conf_dir, const char *lua_dir, stru
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &LOAD_CTX_KEY);
 	lua_pushlightuserdata(L, p);
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &POLICY_KEY);
+	start_budget(p, EG_LOAD_INSTRUCTIONS, EG_LOAD_TIME_MS);
+	lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
 	lua_pushcfunction(L, load_all);
-	if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+	int rc = lua_pcall(L, 0, 1, 0);
+	lua_sethook(L, NULL, 0, 0);
+	if (rc != LUA_OK) {
 		if (!err->message[0])
 			set_err_lua(err, "load", lc.last_file,
 				    lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error while loading");
@@ -875,16 +986,15 @@ static int ctx_header(lua_State *L)
 	const struct eg_request_info *ri = ctx_check(L, NULL);
 	size_t n;
 	const char *name = luaL_checklstring(L, 2, &n);
-	if (!ri->head)
-		return 0;
-	for (int i = 0; i < ri->head->nheaders; i++) {
+	for (int i = 0; ri->head && i < ri->head->nheaders; i++) {
 		const struct eg_header *h = &ri->head->headers[i];
 		if (h->name.n == n && strncasecmp(h->name.p, name, n) == 0) {
 			lua_pushlstring(L, h->value.p, h->value.n);
 			return 1;
 		}
 	}
-	return 0;
+	lua_pushnil(L);
+	return 1;
 }
 
 static int ctx_index(lua_State *L)
@@ -922,6 +1032,20 @@ static void create_ctx_mt(lua_State *L)
 	lua_pop(L, 1);
 }
 
+/* Arm the budget for one hook call or one load: instructions and a monotonic deadline. */
+static void start_budget(struct eg_policy *p, long instructions, long ms)
+{
+	p->budget_failed = 0;
+	p->budget_left = instructions;
+	clock_gettime(CLOCK_MONOTONIC, &p->deadline);
+	p->deadline.tv_sec += ms / 1000;
+	p->deadline.tv_nsec += (ms % 1000) * 1000000L;
+	if (p->deadline.tv_nsec >= 1000000000L) {
+		p->deadline.tv_sec++;
+		p->deadline.tv_nsec -= 1000000000L;
+	}
+}
+
 static int timespec_past(const struct timespec *d)
 {
 	struct timespec now;
@@ -929,9 +1053,12 @@ static int timespec_past(const struct timespec *d)
 	return now.tv_sec > d->tv_sec || (now.tv_sec == d->tv_sec && now.tv_nsec >= d->tv_nsec);
 }
 
-/* Count hook: charges the budget; once it is spent the coroutine is yielded away (a pcall in
- * the policy cannot catch a yield) and the hook fires on every instruction so that code
- * running where a yield is impossible (inside a C function) is stopped as soon as it leaves. */
+/* Count hook, on every thread of the state (threads inherit it from the one that creates
+ * them: the main thread while the files load, the hook coroutine while a hook runs). It
+ * charges the budget of whatever is running, a hook or the load. Once the budget is spent the
+ * hook coroutine is yielded away (a pcall in the policy cannot catch a yield); any other thread
+ * gets an error, and the hook fires on every instruction so that code running where a yield
+ * is impossible (inside a C function, a nested coroutine) is stopped as soon as it runs again. */
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
@@ -939,15 +1066,21 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	struct eg_policy *p = lua_touserdata(L, -1);
 	lua_pop(L, 1);
 	if (!p->budget_failed) {
-		p->budget_left -= HOOK_COUNT;
+		int charged = lua_gethookcount(L);
+		if (charged != HOOK_COUNT) /* left at 1 by an earlier failure of this thread */
+			lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+		p->budget_left -= charged;
 		if (p->budget_left > 0 && !timespec_past(&p->deadline))
 			return;
 		p->budget_failed = 1;
-		lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
 	}
-	if (lua_isyieldable(L))
+	lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+	if (L == p->co && lua_isyieldable(L))
 		lua_yield(L, 0);
-	luaL_error(L, "policy budget exhausted");
+	if (p->in_hook)
+		luaL_error(L, "policy budget exhausted");
+	luaL_error(L, "loading exceeded its budget (%d million instructions or %d ms)",
+		   (int)(EG_LOAD_INSTRUCTIONS / 1000000), EG_LOAD_TIME_MS);
 }
 
 /* Continuation of hook_trampoline: copy the hook's answer out with raw accesses. */
@@ -988,10 +1121,15 @@ static int hook_trampoline(lua_State *co)
 	struct hook_call *hc = lua_touserdata(co, 1);
 	lua_settop(co, 0);
 	lua_rawgeti(co, LUA_REGISTRYINDEX, hc->ref);
-	hc->ud = lua_newuserdatauv(co, sizeof(struct ctx_ud), 0);
-	hc->ud->ri = hc->ri;
-	hc->ud->v = hc->v;
+	struct ctx_ud *ud = lua_newuserdatauv(co, sizeof(struct ctx_ud), 0);
+	ud->ri = hc->ri;
+	ud->v = hc->v;
 	luaL_setmetatable(co, "eg.ctx");
+	/* The registry keeps this ctx alive until the next hook call replaces it, so that run_hook
+	 * can still mark it dead after the hook's frames (and any reference in them) are gone. */
+	lua_pushvalue(co, -1);
+	lua_rawsetp(co, LUA_REGISTRYINDEX, &CTX_KEY);
+	hc->ud = ud;
 	lua_callk(co, 1, 1, (lua_KContext)hc, hook_finish);
 	return hook_finish(co, LUA_OK, (lua_KContext)hc);
 }
@@ -1053,15 +1191,7 @@ static void run_hook(struct eg_policy *p, int ref, const struct eg_request_info 
 	}
 	if (p->stats)
 		count(p, &p->stats->calls);
-	p->budget_failed = 0;
-	p->budget_left = p->settings.hook_instructions;
-	clock_gettime(CLOCK_MONOTONIC, &p->deadline);
-	p->deadline.tv_sec += p->settings.hook_time_ms / 1000;
-	p->deadline.tv_nsec += (p->settings.hook_time_ms % 1000) * 1000000L;
-	if (p->deadline.tv_nsec >= 1000000000L) {
-		p->deadline.tv_sec++;
-		p->deadline.tv_nsec -= 1000000000L;
-	}
+	start_budget(p, p->settings.hook_instructions, p->settings.hook_time_ms);
 	p->in_hook = 1;
 	lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
 	lua_pushcfunction(co, hook_trampoline);
@@ -1175,7 +1305,7 @@ static int run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_
 		return -1;
 	}
 	int st = lua_gettop(L);
-	lua_Integer n = luaL_len(L, st);
+	lua_Integer n = list_len(L, st);
 	for (lua_Integer i = 1; i <= n; i++) {
 		struct eg_request_info ri = { 0 };
 		struct eg_verdict v;
@@ -1193,7 +1323,8 @@ static int run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_
 		const char *expect = lua_tostring(L, t + 5);
 		const char *address = lua_tostring(L, t + 6);
 		int kind = h ? eg_http_normalize_host(h, strlen(h), host, sizeof(host)) : -1;
-		if (kind < 0 || !lua_isinteger(L, t + 3) || !expect ||
+		if (kind < 0 || !lua_isinteger(L, t + 3) || lua_tointeger(L, t + 3) < 1 || lua_tointeger(L, t + 3) > 65535 ||
+		    !expect ||
 		    (strcmp(expect, "allow") != 0 && strcmp(expect, "deny") != 0)) {
 			set_err(lc->err, "selftest", file, find_line(file, "selftest"),
 				"selftest[%lld]: needs host, port and expect = \"allow\" or \"deny\"", (long long)i);

@@ -531,8 +531,11 @@ static void process_head(struct eg_conn *c)
 	}
 	if (c->target.path.p) {
 		/* NUL-terminated copy of the path for Lua, and its length without the query for logs */
-		size_t n = c->target.path.n < sizeof(c->path_copy) - 1 ? c->target.path.n : sizeof(c->path_copy) - 1;
-		memcpy(c->path_copy, c->target.path.p, n);
+		size_t s = c->target.path_slash ? 1 : 0, cap = sizeof(c->path_copy) - 1 - s;
+		size_t n = c->target.path.n < cap ? c->target.path.n : cap;
+		c->path_copy[0] = '/';
+		memcpy(c->path_copy + s, c->target.path.p, n);
+		n += s;
 		c->path_copy[n] = '\0';
 		char *q = strchr(c->path_copy, '?');
 		c->path_len_noquery = q ? (size_t)(q - c->path_copy) : n;
@@ -705,7 +708,7 @@ static void write_request_head(struct eg_conn *c)
 	struct eg_http_head *h = &c->head;
 	char line[64];
 	evbuffer_add(out, h->method.p, h->method.n);
-	evbuffer_add(out, " ", 1);
+	evbuffer_add(out, c->target.path_slash ? " /" : " ", c->target.path_slash ? 2 : 1);
 	evbuffer_add(out, c->target.path.p, c->target.path.n);
 	evbuffer_add(out, h->version_minor ? " HTTP/1.1\r\nHost: " : " HTTP/1.0\r\nHost: ", 17);
 	/* Host always names the target of the absolute URI (RFC 9112 §3.2.2) */

@@ -3,6 +3,7 @@
 #include "proxy.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,7 @@ int eg_parse_listen_addr(const char *s, struct sockaddr_storage *ss, int *len)
 	}
 	char *end;
 	long port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535)
+	if (!isdigit((unsigned char)colon[1]) || *end || port < 1 || port > 65535)
 		return -1;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;

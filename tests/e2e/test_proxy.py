@@ -47,6 +47,14 @@ class ProxyTest(unittest.TestCase):
         self.assertEqual(code, "200")
         self.assertEqual(body, "x" * 100)
 
+    def test_query_without_path_gets_slash(self):
+        # RFC 9112 §3.2.1: "http://h?q" goes upstream as "GET /?q"
+        req = ("GET http://localhost:%d?x=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+               % self.origin.port).encode()
+        out = raw(self.eg.port, req)
+        self.assertIn(b"HTTP/1.1 200", out)
+        self.assertTrue(out.endswith(b"path=/?x=1"), out[-80:])
+
     def test_via_added_hop_by_hop_removed(self):
         r = self.curl("-H", "Proxy-Authorization: Basic c2VjcmV0", "-H", "Connection: X-Drop, keep-alive",
                       "-H", "X-Drop: 1", "-H", "Keep-Alive: timeout=5", self.url("/headers"))

@@ -11,13 +11,6 @@
 
 #include "http_parse.h"
 
-/* Tests that document a finding not fixed yet in core/: skipped unless EG_TEST_KNOWN_BUGS is set. */
-#define KNOWN_BUG()                                   \
-	do {                                          \
-		if (!getenv("EG_TEST_KNOWN_BUGS"))    \
-			skip();                       \
-	} while (0)
-
 static struct eg_http_head H; /* large: keep it off the stack */
 
 static enum eg_http_err req(const char *s)
@@ -409,13 +402,10 @@ static void test_hop_by_hop(void **state)
 	assert_int_equal(H.headers[0].hop_by_hop, 0);
 }
 
-/* Finding: derive() copies each header name into a 64-byte buffer to look it up in Connection
- * and skips names of 64 characters or more, so such a header named by Connection is not
- * marked hop-by-hop and is forwarded (RFC 9110 §7.6.1 says it must be removed). */
+/* A header named by Connection is hop-by-hop whatever the length of its name (RFC 9110 §7.6.1). */
 static void test_hop_by_hop_long_name(void **state)
 {
 	(void)state;
-	KNOWN_BUG();
 	char name[80], buf[512];
 	memset(name, 'x', 70);
 	name[70] = '\0';
@@ -588,6 +578,12 @@ static void test_host_normalisation(void **state)
 	assert_int_equal(target("exa%6dple.com:443", 1, &t), -1);
 	assert_int_equal(target("exa\\mple.com:443", 1, &t), -1);
 	assert_int_equal(target("under_score-ok.example:443", 1, &t), 0);
+	/* labels neither start nor end with '-' (RFC 1123 §2.1) */
+	assert_int_equal(target("-:443", 1, &t), -1);
+	assert_int_equal(target("-a.example:443", 1, &t), -1);
+	assert_int_equal(target("a-.example:443", 1, &t), -1);
+	assert_int_equal(target("example.a-:443", 1, &t), -1);
+	assert_int_equal(target("a--b.example:443", 1, &t), 0);
 
 	char out[256];
 	assert_int_equal(eg_http_normalize_host("MiXeD.CaSe", 10, out, sizeof(out)), 0);
@@ -647,16 +643,21 @@ static void test_ambiguous_ipv4(void **state)
 	assert_int_equal(t.host_is_ip, 0);
 }
 
-/* Finding: an absolute-form target with a query but no path ("http://h?q") yields path "?q",
- * which the proxy forwards as "GET ?q HTTP/1.1" (not a valid origin-form, RFC 9112 §3.2.1
- * says the path must be "/" then). */
+/* An absolute-form target with a query but no path ("http://h?q"): the origin-form is "/?q"
+ * (RFC 9112 §3.2.1), so the target says that a "/" goes before the path slice. */
 static void test_target_query_without_path(void **state)
 {
 	(void)state;
-	KNOWN_BUG();
 	struct eg_target t;
 	assert_int_equal(target("http://example.com?x=1", 0, &t), 0);
-	assert_int_equal(t.path.p[0], '/');
+	assert_int_equal(t.path_slash, 1);
+	assert_int_equal(t.path.n, 4);
+	assert_memory_equal(t.path.p, "?x=1", 4);
+	assert_int_equal(target("http://example.com/?x=1", 0, &t), 0);
+	assert_int_equal(t.path_slash, 0);
+	assert_int_equal(target("http://example.com", 0, &t), 0);
+	assert_int_equal(t.path_slash, 0);
+	assert_memory_equal(t.path.p, "/", 1);
 }
 
 /* ---- responses ---- */

@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -26,12 +27,6 @@
 #error "EG_TEST_SOURCE_DIR must name the source tree"
 #endif
 #define LUA_DIR EG_TEST_SOURCE_DIR "/lua"
-
-#define KNOWN_BUG()                                   \
-	do {                                          \
-		if (!getenv("EG_TEST_KNOWN_BUGS"))    \
-			skip();                       \
-	} while (0)
 
 /* Settings most tests use: a small memory cap and the default budgets. */
 static const char SETTINGS[] =
@@ -402,6 +397,15 @@ static void test_failing_selftest(void **state)
 		"  },\n"
 		"}\n";
 	expect_load_error(f, NULL, malformed, "selftest", -1, "needs host, port");
+	static const char badport[] =
+		"return {\n"
+		"  api_version = 1,\n"
+		ALLOWLIST
+		"  selftest = {\n"
+		"    { method = 'GET', host = 'example.com', port = 65616, expect = 'deny' },\n"
+		"  },\n"
+		"}\n";
+	expect_load_error(f, NULL, badport, "selftest", -1, "needs host, port");
 	/* a hook that fails during a self-test is a failing vector, not a crash */
 	static const char hookfail[] =
 		"return {\n"
@@ -413,6 +417,31 @@ static void test_failing_selftest(void **state)
 		"  },\n"
 		"}\n";
 	expect_load_error(f, NULL, hookfail, "selftest", -1, "budget");
+}
+
+/* Lua shortens chunk names longer than 60 characters to "...tail"; errors still name the file
+ * in full, so that `enrollgate check` points at the right place in a deep directory. */
+static void test_long_path_error(void **state)
+{
+	struct fx *f = *state;
+	char saved[sizeof(f->dir)], deep[sizeof(f->dir)];
+	snprintf(saved, sizeof(saved), "%s", f->dir);
+	int n = snprintf(deep, sizeof(deep), "%s/a-directory-name-long-enough-to-be-shortened-by-lua", saved);
+	assert_true(n > 0 && (size_t)n < sizeof(deep));
+	assert_int_equal(mkdir(deep, 0700), 0);
+	snprintf(f->dir, sizeof(f->dir), "%s", deep);
+	assert_null(load(f, NULL, "return {\n  api_version = 1,\n  x = nil + 1,\n}\n"));
+	char want[256];
+	snprintf(want, sizeof(want), "%s/policy.lua", deep);
+	assert_string_equal(f->err.file, want);
+	assert_int_equal(f->err.line, 3);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/policy.lua", deep);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/enrollgate.lua", deep);
+	unlink(path);
+	rmdir(deep);
+	snprintf(f->dir, sizeof(f->dir), "%s", saved);
 }
 
 static void test_bytecode_refused(void **state)
@@ -792,7 +821,7 @@ static void test_ctx_dies_with_its_hook(void **state)
 	expect_allowed(p, "/work");
 }
 
-/* ---- findings not fixed yet in core/ (skipped unless EG_TEST_KNOWN_BUGS is set) ---- */
+/* ---- budgets and lifetimes at the edges (findings of the first review, fixed) ---- */
 
 /* In a forked child: default signal dispositions, so that a crash kills the child instead of
  * being caught by cmocka's handlers (which would go on running the other tests there). */
@@ -833,13 +862,12 @@ static int child_expect_hook_error(struct fx *f)
 	return v.allow == 0 && strcmp(v.stage, "hook-error") == 0 ? 0 : 1;
 }
 
-/* Finding: the instruction/time budget is only checked from the VM's count hook, so work done
- * inside one C function is not bounded. A backtracking Lua pattern runs for (practically)
- * ever in str_find_aux/match() without executing a single VM instruction. */
+/* The count hook cannot stop work inside one C function: a backtracking Lua pattern would run
+ * for (practically) ever in the matcher without executing a VM instruction. The sandbox's
+ * pattern functions refuse such a pattern before matching; the hook fails closed. */
 static void test_budget_covers_pattern_matching(void **state)
 {
 	struct fx *f = *state;
-	KNOWN_BUG();
 	static const char pol[] =
 		"return { api_version = 1,\n" ALLOWLIST
 		"  on_request = function(ctx)\n"
@@ -849,14 +877,34 @@ static void test_budget_covers_pattern_matching(void **state)
 	in_child(f, 5, child_expect_hook_error);
 }
 
-/* Finding: coroutines created while the files load carry no count hook (the budget hook is
- * set per thread, on the hook coroutine, when a hook runs; new threads copy the hook of their
- * creator, and at load time there is none). A hook that resumes such a coroutine runs it with
- * no instruction or time budget: this one never returns. */
+/* The pattern guard refuses only what could explode: ordinary patterns on a long host still
+ * match (with their captures), plain find skips the check, and a refusal is a catchable error. */
+static void test_pattern_guard_ordinary_patterns(void **state)
+{
+	struct fx *f = *state;
+	static const char pol[] =
+		"local long = string.rep('a', 60) .. '.' .. string.rep('b', 60) .. '.' .. string.rep('c', 60)\n"
+		"return { api_version = 1,\n" ALLOWLIST
+		"  on_request = function(ctx)\n"
+		"    local a, b, c = long:match('^(%w+)%.(%w+)%.(%w+)$')\n"
+		"    local n = select(2, long:gsub('[%.]', '-'))\n"
+		"    local plain = string.find(string.rep('a*', 40), 'a*a*a*a*a*a*b', 1, true)\n"
+		"    local ok, err = pcall(string.find, string.rep('a', 40), string.rep('a*', 40) .. 'b')\n"
+		"    return deny(451, #a .. ' ' .. #b .. ' ' .. #c .. ' ' .. n .. ' ' .. tostring(plain) .. ' ' ..\n"
+		"      tostring(ok) .. ' ' .. tostring(err:find('too complex', 1, true) ~= nil))\n"
+		"  end }\n";
+	struct eg_policy *p = load_ok(f, NULL, pol);
+	struct eg_verdict v;
+	decide(p, "GET", "example.com", 80, "/", &v);
+	assert_int_equal(v.status, 451);
+	assert_string_equal(v.reason, "60 60 60 2 nil false true");
+}
+
+/* Coroutines created while the files load inherit the load's count hook (threads copy the
+ * hook of their creator), so a hook that resumes one is still bounded by its own budget. */
 static void test_budget_covers_load_time_coroutines(void **state)
 {
 	struct fx *f = *state;
-	KNOWN_BUG();
 	static const char pol[] =
 		"local spin = coroutine.wrap(function() while true do end end)\n"
 		"return { api_version = 1,\n" ALLOWLIST
@@ -865,9 +913,9 @@ static void test_budget_covers_load_time_coroutines(void **state)
 	in_child(f, 5, child_expect_hook_error);
 }
 
-/* Finding: code that runs while the files load (top level of policy.lua, enrollgate.lua and
- * required modules) has no budget: `enrollgate check` never returns, and in the daemon the
- * reload builder thread never finishes (later reloads and the drain on SIGTERM wait for it). */
+/* Code that runs while the files load (top level of policy.lua, enrollgate.lua and required
+ * modules) has a budget too: otherwise `enrollgate check` would never return, and the reload
+ * builder thread would never finish. */
 static int child_load_spin(struct fx *f)
 {
 	return load(f, NULL, "while true do end\nreturn {}\n") == NULL ? 0 : 1;
@@ -876,37 +924,34 @@ static int child_load_spin(struct fx *f)
 static void test_budget_covers_loading(void **state)
 {
 	struct fx *f = *state;
-	KNOWN_BUG();
 	in_child(f, 5, child_load_spin);
 }
 
-/* Finding: luaL_len honours __len, and load_routes() sizes its calloc by it without a check:
- * a policy can make calloc fail and the loader writes through a NULL pointer. */
+/* luaL_len would honour __len, and load_routes() sizes its calloc by the length: lists are
+ * measured raw, so the metamethod neither runs nor claims entries that are not there. */
 static int child_load_routes_len(struct fx *f)
 {
 	static const char pol[] =
 		"return { api_version = 1, allowlist = {},\n"
 		"  routes = setmetatable({ { prefix = '/x/', protocol = 'forward' } }, { __len = function() return math.maxinteger end }),\n"
 		"}\n";
-	return load(f, NULL, pol) == NULL ? 0 : 1;
+	struct eg_policy *p = load(f, NULL, pol);
+	return p && p->nroutes == 1 ? 0 : 1;
 }
 
 static void test_routes_len_metamethod(void **state)
 {
 	struct fx *f = *state;
-	KNOWN_BUG();
 	in_child(f, 10, child_load_routes_len);
 }
 
-/* Finding (use after free, seen with -DEG_SANITIZE=ON): run_hook() keeps a raw pointer to the
- * ctx userdata (hc.ud) and writes hc.ud->ri = NULL after lua_resume() returns, but nothing keeps
- * the userdata alive: once the hook's frame no longer holds ctx (a tail call, or simply after
- * the hook returned, while hook_finish() allocates) a GC cycle frees it and the write lands in
- * freed memory, possibly reused by another Lua object. Only a sanitizer build sees it here. */
+/* run_hook() marks the ctx userdata dead after lua_resume() returns; the userdata must still
+ * be alive then, even when the hook's frames no longer hold it (a tail call) and a GC cycle
+ * ran. Without the registry anchor this is a use after free that a sanitizer build
+ * (-DEG_SANITIZE=ON) reports. */
 static void test_ctx_survives_gc_during_hook(void **state)
 {
 	struct fx *f = *state;
-	KNOWN_BUG();
 	static const char pol[] =
 		"local function churn() local t for i = 1, 100000 do t = { i } end return nil end\n"
 		"return { api_version = 1,\n" ALLOWLIST
@@ -916,13 +961,11 @@ static void test_ctx_survives_gc_during_hook(void **state)
 		expect_allowed(p, "/tail");
 }
 
-/* Finding: ctx:header(name) returns no value at all (not nil) for a missing header or when
- * there is no head, so tostring(ctx:header("x")) or select("#", ...) see nothing; the policy
- * API documents "or nil". */
+/* ctx:header(name) returns exactly one value, nil for a missing header (the policy API says
+ * "or nil"), so select("#", ...) and tostring() see it. */
 static void test_ctx_header_returns_nil(void **state)
 {
 	struct fx *f = *state;
-	KNOWN_BUG();
 	static const char pol[] =
 		"return { api_version = 1,\n" ALLOWLIST
 		"  on_request = function(ctx) return deny(450, tostring(select('#', ctx:header('nope')))) end }\n";
@@ -943,6 +986,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failing_selftest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bytecode_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_path_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_require, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sandbox, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_globals_locked, setup, teardown),
@@ -955,6 +999,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_memory_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctx_dies_with_its_hook, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget_covers_pattern_matching, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pattern_guard_ordinary_patterns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_routes_len_metamethod, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget_covers_load_time_coroutines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget_covers_loading, setup, teardown),
