@@ -1061,7 +1061,6 @@ static int timespec_past(const struct timespec *d)
  * is impossible (inside a C function, a nested coroutine) is stopped as soon as it runs again. */
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
-	(void)ar;
 	lua_rawgetp(L, LUA_REGISTRYINDEX, &POLICY_KEY);
 	struct eg_policy *p = lua_touserdata(L, -1);
 	lua_pop(L, 1);
@@ -1077,10 +1076,18 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
 	if (L == p->co && lua_isyieldable(L))
 		lua_yield(L, 0);
+	/* where: the running function (luaL_where's level 1 would be its caller) */
+	if (!lua_getinfo(L, "Sl", ar) || ar->currentline <= 0)
+		lua_pushliteral(L, "");
+	else
+		lua_pushfstring(L, "%s:%d: ", ar->short_src, ar->currentline);
 	if (p->in_hook)
-		luaL_error(L, "policy budget exhausted");
-	luaL_error(L, "loading exceeded its budget (%d million instructions or %d ms)",
-		   (int)(EG_LOAD_INSTRUCTIONS / 1000000), EG_LOAD_TIME_MS);
+		lua_pushliteral(L, "policy budget exhausted");
+	else
+		lua_pushfstring(L, "loading exceeded its budget (%d million instructions or %d ms)",
+				(int)(EG_LOAD_INSTRUCTIONS / 1000000), EG_LOAD_TIME_MS);
+	lua_concat(L, 2);
+	lua_error(L);
 }
 
 /* Continuation of hook_trampoline: copy the hook's answer out with raw accesses. */

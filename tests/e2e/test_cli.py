@@ -49,6 +49,10 @@ class CliTest(unittest.TestCase):
         self.check_broken("local x = 1\nos.execute('true')\nreturn { api_version = 1, allowlist = {} }\n", 2, "execute")
         self.check_broken("local f = io.open('/etc/passwd')\nreturn {}\n", 1, "io")
 
+    def test_check_endless_top_level_fails_within_budget(self):
+        # the load budget (50M instructions or 2 s) stops a file that never finishes
+        self.check_broken("local n = 0\nwhile true do n = n + 1 end\nreturn {}\n", 2, "loading exceeded its budget")
+
     def test_check_helper_reports_policy_line(self):
         self.check_broken("local A = require 'policies.allowlist'\nreturn {\n  api_version = 1,\n"
                           "  allowlist = A.rules {\n    { hosts = { 'x.example' }, ports = { 'abc' } },\n  },\n}\n",
