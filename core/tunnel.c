@@ -106,6 +106,7 @@ static int client_hello_decide(struct eg_conn *c, int final)
 	}
 	c->state = EG_ST_TUNNEL;
 	tunnel_release_policy(c);
+	arm(c, c->tunnel_idle_timeout); /* the timer was the ClientHello deadline until now */
 	return 1;
 }
 

@@ -230,6 +230,13 @@ SETTINGS = """return {
 """
 
 
+TIMEOUTS = """return {
+  log = { level = "info", access = true },
+  limits = { idle_timeout = 1, tunnel_idle_timeout = 2, connect_timeout = 1, drain_timeout = 1 },
+}
+"""
+
+
 class LimitsTest(unittest.TestCase):
     def setUp(self):
         self.origin = Origin()
@@ -262,6 +269,103 @@ class LimitsTest(unittest.TestCase):
                 s.close()
         finally:
             eg.stop()
+
+    def closed_within(self, sock, seconds):
+        """Seconds until the peer closes sock (reading and discarding), or None after `seconds`."""
+        t0 = time.time()
+        sock.settimeout(0.2)
+        while time.time() - t0 < seconds:
+            try:
+                if not sock.recv(65536):
+                    return time.time() - t0
+            except socket.timeout:
+                continue
+            except (ConnectionResetError, ssl.SSLError):
+                return time.time() - t0
+        return None
+
+    def test_idle_keepalive_client_closed(self):
+        eg = Daemon(settings=TIMEOUTS)
+        eg.start()
+        try:
+            s = socket.create_connection(("127.0.0.1", eg.port), timeout=5)
+            s.sendall(("GET http://localhost:%d/small HTTP/1.1\r\nHost: localhost\r\n\r\n" % self.origin.port).encode())
+            got = b""
+            while not got.endswith(b"x" * 100):
+                got += s.recv(65536)
+            self.assertEqual(status_of(got), 200)
+            waited = self.closed_within(s, 8)  # idle_timeout = 1
+            self.assertIsNotNone(waited, "keep-alive connection still open after 8 s idle")
+            self.assertGreater(waited, 0.5)
+            s.close()
+        finally:
+            eg.stop()
+
+    def test_idle_tunnel_closed(self):
+        tmp = tempfile.mkdtemp(prefix="eg-tls-")
+        cert, key = make_tls_cert(tmp)
+        tls_origin = Origin(cert, key)
+        eg = Daemon(settings=TIMEOUTS)
+        eg.start()
+        try:
+            s = socket.create_connection(("127.0.0.1", eg.port), timeout=5)
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % tls_origin.port)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1)
+            self.assertEqual(status_of(head), 200)
+            ctx = ssl.create_default_context(cafile=cert)
+            t = ctx.wrap_socket(s, server_hostname="localhost")  # a real handshake through the tunnel
+            t.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            got = b""
+            while not got.endswith(b"x" * 100):
+                got += t.recv(65536)
+            waited = self.closed_within(t, 8)  # tunnel_idle_timeout = 2: no byte either way
+            self.assertIsNotNone(waited, "idle tunnel still open after 8 s")
+            self.assertGreater(waited, 1.5)
+            t.close()
+            recs = [r for r in eg.log_records() if r.get("event") == "access" and r.get("method") == "CONNECT"]
+            self.assertTrue(recs, eg.log()[-1500:])
+        finally:
+            eg.stop()
+            tls_origin.stop()
+
+    def test_upstream_connect_timeout_504(self):
+        # a listener whose accept queue is full and never drained: the kernel drops further SYNs,
+        # so the proxy's connect hangs until connect_timeout
+        lst = socket.socket()
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(0)
+        port = lst.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+        time.sleep(0.3)
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect(("127.0.0.1", port))
+            self.skipTest("this kernel accepts SYNs beyond a full accept queue")
+        except OSError:
+            pass
+        finally:
+            probe.close()
+        eg = Daemon(settings=TIMEOUTS)
+        eg.start()
+        try:
+            t0 = time.time()
+            code, body = proxy_get(eg.port, "http://localhost:%d/small" % port, timeout=10)
+            self.assertEqual(code, 504, body)
+            self.assertIn(b"connect", body.lower())
+            self.assertLess(time.time() - t0, 6)
+        finally:
+            eg.stop()
+            for c in fillers:
+                c.close()
+            lst.close()
 
     def test_ipv6_listener(self):
         try:
