@@ -33,6 +33,15 @@ static void upstream_write_cb(struct bufferevent *bev, void *arg);
 static void upstream_event_cb(struct bufferevent *bev, short what, void *arg);
 static void process_head(struct eg_conn *c);
 
+/* Larger single writes than libevent's 16 KiB default, so bodies and tunnels leave in fewer
+ * writev calls. Reads stay at 4 KiB per call whatever is set here: libevent 2.1's evbuffer_read
+ * caps them (EVBUFFER_MAX_READ); see docs/performance.md. */
+void eg_bev_tune(struct bufferevent *bev)
+{
+	bufferevent_set_max_single_read(bev, EG_IO_CHUNK);
+	bufferevent_set_max_single_write(bev, EG_IO_CHUNK);
+}
+
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -331,6 +340,8 @@ void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, i
 	}
 	c->srv = srv;
 	c->cbev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->cbev)
+		eg_bev_tune(c->cbev);
 	c->timer = evtimer_new(srv->base, timer_cb, c);
 	srv->metrics.active_connections++;
 	srv->metrics.connections_total++;
@@ -658,6 +669,7 @@ static void connect_next(struct eg_conn *c)
 			eg_conn_send_error(c, 500, "out of resources");
 			return;
 		}
+		eg_bev_tune(c->ubev);
 		bufferevent_setcb(c->ubev, upstream_read_cb, NULL, upstream_event_cb, c);
 		c->state = EG_ST_CONNECTING;
 		arm_timer(c, s->connect_timeout);

@@ -246,7 +246,14 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 	snprintf(srv->lua_dir, sizeof(srv->lua_dir), "%s", lua_dir);
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
-	srv->base = event_base_new();
+	/* epoll changelist: an event enabled and disabled again within one loop pass (a bufferevent's
+	 * write event around a relayed chunk) costs no epoll_ctl at all */
+	struct event_config *cfg = event_config_new();
+	if (!cfg)
+		return -1;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	srv->base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
 	if (!srv->base)
 		return -1;
 	first->stats = &srv->metrics.hooks;

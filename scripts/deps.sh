@@ -4,7 +4,7 @@ set -euo pipefail
 build=(build-essential cmake pkg-config liblua5.4-dev libevent-dev libssl-dev)
 test=(lua5.4 lua-unit libcmocka-dev curl openssl python3 iproute2 util-linux nginx-light
       tinyproxy pebble lego certbot scep clang libclang-rt-14-dev)
-bench=(nginx-light wrk tinyproxy bc time)
+bench=(nginx-light wrk tinyproxy squid haproxy bc time gcc libssl-dev)
 want=("${build[@]}")
 case "${1:-build}" in
   test) want+=("${test[@]}") ;;
@@ -17,5 +17,5 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "deps: installing ${missing[*]}" >&2
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+$SUDO apt-get update -q >&2
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
