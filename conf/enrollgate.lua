@@ -19,6 +19,9 @@ return {
     response_timeout    = 60,         -- seconds to wait for the upstream response head: 504
     drain_timeout       = 10,         -- seconds SIGTERM waits for requests in flight
   },
+  relay = {
+    splice = true,                    -- running CONNECT tunnels move bytes with splice(2), kernel to kernel
+  },
   lua = {
     hook_instructions = 1000000,      -- VM instructions per hook call, then the request is denied
     hook_time_ms      = 100,          -- wall-clock budget per hook call

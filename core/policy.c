@@ -494,6 +494,7 @@ void eg_settings_defaults(struct eg_settings *s)
 	s->connect_timeout = 10;
 	s->response_timeout = 60;
 	s->drain_timeout = 10;
+	s->tunnel_splice = 1;
 	s->hook_instructions = 1000000;
 	s->hook_time_ms = 100;
 	s->lua_memory = 32u << 20;
@@ -560,7 +561,7 @@ static int load_settings(lua_State *L, struct load_ctx *lc)
 	if (run_file(L, lc, file, "settings") < 0)
 		return -1;
 	int t = lua_gettop(L);
-	static const char *const top[] = { "listen", "admin", "log", "limits", "lua", NULL };
+	static const char *const top[] = { "listen", "admin", "log", "limits", "relay", "lua", NULL };
 	if (check_keys(L, t, top, "settings", lc, file, "settings") < 0)
 		return -1;
 
@@ -623,6 +624,26 @@ static int load_settings(lua_State *L, struct load_ctx *lc)
 		if (get_num(L, lt, "limits", "connect_timeout", 0.1, 300, &s->connect_timeout, lc, file) < 0) return -1;
 		if (get_num(L, lt, "limits", "response_timeout", 0.1, 3600, &s->response_timeout, lc, file) < 0) return -1;
 		if (get_num(L, lt, "limits", "drain_timeout", 0, 3600, &s->drain_timeout, lc, file) < 0) return -1;
+	}
+	lua_pop(L, 1);
+
+	lua_getfield(L, t, "relay");
+	if (lua_istable(L, -1)) {
+		int lt = lua_gettop(L);
+		static const char *const known[] = { "splice", NULL };
+		if (check_keys(L, lt, known, "relay", lc, file, "settings") < 0)
+			return -1;
+		lua_getfield(L, lt, "splice");
+		if (lua_isboolean(L, -1)) {
+			s->tunnel_splice = lua_toboolean(L, -1);
+		} else if (!lua_isnil(L, -1)) {
+			set_err(lc->err, "settings", file, find_line(file, "splice"), "relay.splice: expected true or false");
+			return -1;
+		}
+		lua_pop(L, 1);
+	} else if (!lua_isnil(L, -1)) {
+		set_err(lc->err, "settings", file, find_line(file, "relay"), "relay: expected a table");
+		return -1;
 	}
 	lua_pop(L, 1);
 

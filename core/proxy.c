@@ -127,6 +127,7 @@ void eg_conn_free(struct eg_conn *c)
 {
 	struct eg_server *srv = c->srv;
 	idle_del(c);
+	eg_tunnel_free(c);
 	if (c->state == EG_ST_TUNNEL || c->state == EG_ST_SNI)
 		srv->metrics.active_tunnels--;
 	end_request(c);

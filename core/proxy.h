@@ -74,13 +74,16 @@ struct eg_conn {
 	int resp_status;
 	unsigned req_done : 1, resp_head_done : 1, resp_done : 1, client_close : 1, response_started : 1;
 	unsigned cbev_eof : 1, ubev_eof : 1, lingering : 1;
+	unsigned cbev_shut : 1, ubev_shut : 1;  /* tunnel: shutdown(SHUT_WR) done on that side */
 
 	/* accounting */
 	uint64_t bytes_in, bytes_out;  /* client->upstream, upstream->client */
 	double last_activity;
 	double tunnel_idle_timeout;
+	struct eg_tunnel_splice *splice; /* set once a running tunnel relays with splice(2) */
 };
 
+#define EG_TUNNEL_HALF_CLOSED_TIMEOUT 30.0 /* idle seconds a tunnel lives after one side ended */
 #define EG_IO_CHUNK (256 * 1024) /* most bytes one read or write system call moves */
 
 void eg_bev_tune(struct bufferevent *bev);
@@ -97,5 +100,6 @@ void eg_tunnel_start(struct eg_conn *c);
 void eg_tunnel_upstream_read(struct eg_conn *c);
 void eg_tunnel_upstream_event(struct eg_conn *c, short what);
 void eg_tunnel_timer(struct eg_conn *c);
+void eg_tunnel_free(struct eg_conn *c);
 
 #endif

@@ -25,6 +25,8 @@ struct eg_settings {
 	double response_timeout;
 	double drain_timeout;
 
+	int tunnel_splice;          /* running tunnels relay with splice(2) */
+
 	long hook_instructions;
 	long hook_time_ms;
 	size_t lua_memory;

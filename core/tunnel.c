@@ -1,12 +1,18 @@
 /* tunnel.c: CONNECT tunnels — two linked bufferevents relaying bytes untouched, with
  * back-pressure (a side stops reading while the other's output is above the watermark),
  * an idle timeout over both directions, and an optional look at the TLS ClientHello
- * (peeked, never consumed or altered) so that policy can compare SNI with the target. */
+ * (peeked, never consumed or altered) so that policy can compare SNI with the target.
+ * Once the tunnel runs and both bufferevents are empty, the bytes move socket -> pipe ->
+ * socket with splice(2) instead: they never enter user space (see docs/performance.md). */
 #include "proxy.h"
 #include "sni.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -35,6 +41,184 @@ static void tunnel_end(struct eg_conn *c, const char *why)
 	eg_log(EG_LOG_DEBUG, "tunnel", "%s %s:%u closed: %s", c->client, c->target.host, c->target.port, why);
 	eg_conn_log_access(c, 200);
 	eg_conn_free(c);
+}
+
+static int pass_end(struct eg_conn *c, int fd, int both_ended);
+
+/* ---- splice(2) relay ---- */
+
+#define SPLICE_CHUNK (1024 * 1024)  /* asked of one splice call; the pipe's size bounds what moves */
+#define SPLICE_BUDGET (1024 * 1024) /* bytes one direction moves per wake-up before yielding */
+
+/* One direction of a spliced tunnel: src socket -> pipe -> dst socket. */
+struct splice_dir {
+	struct eg_conn *c;
+	int src, dst, pipe_r, pipe_w;
+	size_t in_pipe;             /* read from src, not yet written to dst */
+	uint64_t *counter;
+	struct event *rev, *wev;    /* src readable, dst writable */
+	unsigned eof : 1, done : 1, reading : 1, writing : 1; /* done: eof and all delivered */
+	const char *name;           /* "client" or "upstream": the side src belongs to */
+};
+
+struct eg_tunnel_splice {
+	struct splice_dir up, down; /* client -> upstream, upstream -> client */
+};
+
+static void watch(struct splice_dir *d, int read, int write)
+{
+	if (read != d->reading) {
+		if (read)
+			event_add(d->rev, NULL);
+		else
+			event_del(d->rev);
+		d->reading = (unsigned)read;
+	}
+	if (write != d->writing) {
+		if (write)
+			event_add(d->wev, NULL);
+		else
+			event_del(d->wev);
+		d->writing = (unsigned)write;
+	}
+}
+
+/* Move what one direction can move now. Returns 0 while it runs, 1 when src ended and
+ * everything it sent is delivered, -1 on a socket error (errno set). */
+static int splice_pump(struct splice_dir *d)
+{
+	size_t moved = 0;
+	for (;;) {
+		while (d->in_pipe > 0) {
+			ssize_t m = splice(d->pipe_r, NULL, d->dst, NULL, d->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (m > 0) {
+				d->in_pipe -= (size_t)m;
+				continue;
+			}
+			if (m < 0 && errno == EAGAIN)
+				break;
+			if (m == 0)
+				errno = EPIPE;
+			return -1;
+		}
+		if (d->in_pipe > 0 || d->eof || moved >= SPLICE_BUDGET)
+			break;
+		/* the pipe is empty here, so EAGAIN means that src has nothing more */
+		ssize_t n = splice(d->src, NULL, d->pipe_w, NULL, SPLICE_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			d->in_pipe = (size_t)n;
+			moved += (size_t)n;
+			*d->counter += (uint64_t)n;
+			continue;
+		}
+		if (n == 0) {
+			d->eof = 1;
+			break;
+		}
+		if (errno == EAGAIN)
+			break;
+		return -1;
+	}
+	if (moved)
+		d->c->last_activity = mono();
+	if (d->eof && d->in_pipe == 0)
+		return 1;
+	/* back-pressure: while dst cannot take the pipe's bytes, src is not read */
+	watch(d, d->in_pipe == 0 && !d->eof, d->in_pipe > 0);
+	return 0;
+}
+
+static void splice_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct splice_dir *d = arg;
+	struct eg_conn *c = d->c;
+	(void)fd;
+	(void)what;
+	int r = splice_pump(d);
+	if (r == 0)
+		return;
+	if (r > 0) {
+		struct eg_tunnel_splice *t = c->splice;
+		struct splice_dir *other = d == &t->up ? &t->down : &t->up;
+		watch(d, 0, 0);
+		d->done = 1;
+		pass_end(c, d->dst, other->done);
+		return;
+	}
+	char why[96];
+	snprintf(why, sizeof(why), "relay error: %s", strerror(errno));
+	tunnel_end(c, why);
+}
+
+static int splice_dir_init(struct splice_dir *d, struct eg_conn *c, int src, int dst, uint64_t *counter)
+{
+	int p[2];
+	d->c = c;
+	d->src = src;
+	d->dst = dst;
+	d->counter = counter;
+	d->pipe_r = d->pipe_w = -1;
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -1;
+	d->pipe_r = p[0];
+	d->pipe_w = p[1];
+	d->rev = event_new(c->srv->base, src, EV_READ | EV_PERSIST, splice_cb, d);
+	d->wev = event_new(c->srv->base, dst, EV_WRITE | EV_PERSIST, splice_cb, d);
+	return d->rev && d->wev ? 0 : -1;
+}
+
+static void splice_dir_free(struct splice_dir *d)
+{
+	if (d->rev)
+		event_free(d->rev);
+	if (d->wev)
+		event_free(d->wev);
+	if (d->pipe_r >= 0)
+		close(d->pipe_r);
+	if (d->pipe_w >= 0)
+		close(d->pipe_w);
+}
+
+/* Frees the splice state of a tunnel, if it has one (its sockets belong to the bufferevents). */
+void eg_tunnel_free(struct eg_conn *c)
+{
+	if (!c->splice)
+		return;
+	splice_dir_free(&c->splice->up);
+	splice_dir_free(&c->splice->down);
+	free(c->splice);
+	c->splice = NULL;
+}
+
+static int bev_idle(struct bufferevent *bev)
+{
+	return evbuffer_get_length(bufferevent_get_input(bev)) == 0 &&
+	       evbuffer_get_length(bufferevent_get_output(bev)) == 0;
+}
+
+/* Hand a running tunnel over from the bufferevents to splice(2) when nothing is left in
+ * them; otherwise (or when pipes cannot be had: file descriptor limit) it stays buffered. */
+static void maybe_splice(struct eg_conn *c)
+{
+	if (c->splice || c->state != EG_ST_TUNNEL || !c->srv->policy->settings.tunnel_splice || c->cbev_eof || c->ubev_eof ||
+	    !bev_idle(c->cbev) || !bev_idle(c->ubev))
+		return;
+	struct eg_tunnel_splice *t = calloc(1, sizeof(*t));
+	if (!t)
+		return;
+	int cfd = (int)bufferevent_getfd(c->cbev), ufd = (int)bufferevent_getfd(c->ubev);
+	c->splice = t;
+	if (splice_dir_init(&t->up, c, cfd, ufd, &c->bytes_in) < 0 ||
+	    splice_dir_init(&t->down, c, ufd, cfd, &c->bytes_out) < 0) {
+		eg_log(EG_LOG_DEBUG, "tunnel", "%s: no splice (%s): relaying through buffers", c->client, strerror(errno));
+		eg_tunnel_free(c);
+		return;
+	}
+	bufferevent_disable(c->cbev, EV_READ | EV_WRITE);
+	bufferevent_disable(c->ubev, EV_READ | EV_WRITE);
+	watch(&t->up, 1, 0);
+	watch(&t->down, 1, 0);
+	c->srv->metrics.tunnels_spliced++;
 }
 
 /* Relay what src holds to dst; throttle src if dst is backed up. */
@@ -136,15 +320,37 @@ static void upstream_event(struct bufferevent *bev, short what, void *arg)
 	eg_tunnel_upstream_event(arg, what);
 }
 
+/* The side that writes to fd ended and everything it sent is delivered: pass the end on
+ * (shutdown for writing), so that a peer that half-closes still gets its answer. The tunnel
+ * ends when both directions have ended; until then a shorter idle timeout applies. Returns -1
+ * when the connection was freed. */
+static int pass_end(struct eg_conn *c, int fd, int both_ended)
+{
+	shutdown(fd, SHUT_WR);
+	if (both_ended) {
+		tunnel_end(c, "both sides closed");
+		return -1;
+	}
+	if (c->tunnel_idle_timeout > EG_TUNNEL_HALF_CLOSED_TIMEOUT)
+		c->tunnel_idle_timeout = EG_TUNNEL_HALF_CLOSED_TIMEOUT;
+	return 0;
+}
+
 /* dst drained below the watermark: let its source read again */
 static void client_write(struct bufferevent *bev, void *arg)
 {
 	struct eg_conn *c = arg;
 	(void)bev;
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+	if (c->ubev_eof) {
+		if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0 && !c->cbev_shut) {
+			c->cbev_shut = 1;
+			pass_end(c, (int)bufferevent_getfd(c->cbev), c->ubev_shut);
+		}
+		return;
+	}
 	bufferevent_enable(c->ubev, EV_READ);
-	if (c->ubev_eof && evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
-		tunnel_end(c, "upstream closed");
+	maybe_splice(c);
 }
 
 static void upstream_write(struct bufferevent *bev, void *arg)
@@ -152,12 +358,19 @@ static void upstream_write(struct bufferevent *bev, void *arg)
 	struct eg_conn *c = arg;
 	(void)bev;
 	bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);
+	if (c->cbev_eof) {
+		if (evbuffer_get_length(bufferevent_get_output(c->ubev)) == 0 && !c->ubev_shut) {
+			c->ubev_shut = 1;
+			pass_end(c, (int)bufferevent_getfd(c->ubev), c->cbev_shut);
+		}
+		return;
+	}
 	bufferevent_enable(c->cbev, EV_READ);
-	if (c->cbev_eof && evbuffer_get_length(bufferevent_get_output(c->ubev)) == 0)
-		tunnel_end(c, "client closed");
+	maybe_splice(c);
 }
 
-/* One side ended: flush what is queued to the other side, then close both. */
+/* One side ended (EOF) or failed: an error ends the tunnel; an end is passed on to the other
+ * side once what is queued for it is written (see pass_end). */
 static void side_closed(struct eg_conn *c, struct bufferevent *other, int from_client, short what)
 {
 	if (what & BEV_EVENT_ERROR) {
@@ -168,11 +381,16 @@ static void side_closed(struct eg_conn *c, struct bufferevent *other, int from_c
 		c->cbev_eof = 1;
 	else
 		c->ubev_eof = 1;
-	if (evbuffer_get_length(bufferevent_get_output(other)) == 0) {
-		tunnel_end(c, from_client ? "client closed" : "upstream closed");
-		return;
-	}
 	bufferevent_setwatermark(other, EV_WRITE, 0, 0); /* write callback fires when drained */
+	if (evbuffer_get_length(bufferevent_get_output(other)) == 0) {
+		if (from_client && !c->ubev_shut) {
+			c->ubev_shut = 1;
+			pass_end(c, (int)bufferevent_getfd(c->ubev), c->cbev_shut);
+		} else if (!from_client && !c->cbev_shut) {
+			c->cbev_shut = 1;
+			pass_end(c, (int)bufferevent_getfd(c->cbev), c->ubev_shut);
+		}
+	}
 }
 
 static void client_event(struct bufferevent *bev, short what, void *arg)
@@ -233,6 +451,7 @@ void eg_tunnel_start(struct eg_conn *c)
 	bufferevent_setcb(c->cbev, client_read, client_write, client_event, c);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	bufferevent_set_timeouts(c->ubev, NULL, NULL); /* the tunnel's own timer watches both sides */
 	bufferevent_enable(c->cbev, EV_READ);
 	bufferevent_setcb(c->ubev, upstream_read, upstream_write, upstream_event, c);
 	bufferevent_setwatermark(c->ubev, EV_WRITE, 0, 0);

@@ -5,6 +5,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -406,6 +407,144 @@ class LimitsTest(unittest.TestCase):
             finally:
                 p.terminate()
                 p.wait(10)
+        finally:
+            eg.stop()
+
+
+class EchoServer:
+    """TCP echo on 127.0.0.1: echoes every byte, and after the client's end (EOF) sends
+    "END <bytes received>" and closes, so a test sees that a half-close crossed the tunnel."""
+
+    def __init__(self):
+        self.lst = socket.socket()
+        self.lst.bind(("127.0.0.1", 0))
+        self.lst.listen(8)
+        self.port = self.lst.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.lst.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn):
+        n = 0
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                n += len(data)
+                conn.sendall(data)
+            conn.sendall(b"END %d" % n)
+
+    def stop(self):
+        self.lst.close()
+
+
+RELAY_SETTINGS = """return {
+  log = { level = "info", access = true },
+  relay = { splice = %s },
+  limits = { drain_timeout = 1 },
+}
+"""
+
+
+class TunnelRelayTest(unittest.TestCase):
+    """Bytes through a CONNECT tunnel, both relay paths: splice(2) and the buffered one."""
+
+    def setUp(self):
+        self.echo = EchoServer()
+        self.policy = """return { api_version = 1,
+          allowlist = { { name = "echo", hosts = { "127.0.0.1" }, cidrs = { "127.0.0.1/32" }, ports = { %d } } } }
+        """ % self.echo.port
+
+    def tearDown(self):
+        self.echo.stop()
+
+    def tunnel(self, eg):
+        s = socket.create_connection(("127.0.0.1", eg.port), timeout=10)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % self.echo.port)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        self.assertEqual(status_of(head), 200)
+        return s
+
+    def roundtrip(self, splice):
+        eg = Daemon(policy=self.policy, settings=RELAY_SETTINGS % splice)
+        eg.start()
+        try:
+            size = 8 * 1024 * 1024
+            data = os.urandom(size)
+            s = self.tunnel(eg)
+            got = bytearray()
+
+            def reader():
+                time.sleep(0.5)  # the echo backs up meanwhile: back-pressure through the tunnel
+                while True:
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        return
+                    got.extend(chunk)
+
+            t = threading.Thread(target=reader)
+            t.start()
+            s.sendall(data[:1000])
+            time.sleep(0.2)  # the tunnel is running and idle in between: the splice hand-over happens here
+            s.sendall(data[1000:])
+            s.shutdown(socket.SHUT_WR)  # half-close: the answer must still come back
+            t.join(30)
+            self.assertFalse(t.is_alive(), "no end of stream from the tunnel")
+            s.close()
+            self.assertEqual(len(got), size + len(b"END %d" % size))
+            self.assertTrue(bytes(got[:size]) == data, "tunnel altered the bytes")
+            self.assertEqual(bytes(got[size:]), b"END %d" % size)
+            m = eg.metrics()
+            deadline = time.time() + 5
+            recs = []
+            while time.time() < deadline and not recs:
+                recs = [r for r in eg.log_records() if r.get("event") == "access" and r.get("method") == "CONNECT"]
+                time.sleep(0.05)
+            self.assertTrue(recs, eg.log()[-1500:])
+            self.assertEqual(recs[-1]["bytes_in"], size)
+            self.assertEqual(recs[-1]["bytes_out"], size + len(b"END %d" % size))
+            return m["enrollgate_tunnels_spliced_total"]
+        finally:
+            eg.stop()
+
+    def test_spliced_tunnel_relays_exactly_and_half_closes(self):
+        self.assertEqual(self.roundtrip("true"), 1)
+
+    def test_buffered_tunnel_relays_exactly_and_half_closes(self):
+        self.assertEqual(self.roundtrip("false"), 0)
+
+    def test_upstream_closing_first_ends_the_tunnel(self):
+        eg = Daemon(policy=self.policy, settings=RELAY_SETTINGS % "true")
+        eg.start()
+        try:
+            s = self.tunnel(eg)
+            s.sendall(b"ping")
+            self.assertEqual(s.recv(4), b"ping")
+            time.sleep(0.2)
+            s.shutdown(socket.SHUT_WR)
+            rest = b""
+            s.settimeout(5)
+            while True:
+                chunk = s.recv(100)
+                if not chunk:
+                    break
+                rest += chunk
+            self.assertEqual(rest, b"END 4")
+            s.close()
+            deadline = time.time() + 5
+            while time.time() < deadline and eg.metrics()["enrollgate_active_tunnels"] != 0:
+                time.sleep(0.05)
+            self.assertEqual(eg.metrics()["enrollgate_active_tunnels"], 0)
         finally:
             eg.stop()
 
