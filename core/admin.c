@@ -77,6 +77,7 @@ static void render_metrics(struct eg_server *srv, struct evbuffer *b)
 		"# TYPE enrollgate_active_tunnels gauge\nenrollgate_active_tunnels %lld\n"
 		"# TYPE enrollgate_tunnels_total counter\nenrollgate_tunnels_total %llu\n"
 		"# TYPE enrollgate_tunnels_spliced_total counter\nenrollgate_tunnels_spliced_total %llu\n"
+		"# TYPE enrollgate_bodies_spliced_total counter\nenrollgate_bodies_spliced_total %llu\n"
 		"# TYPE enrollgate_policy_generation gauge\nenrollgate_policy_generation %llu\n"
 		"# TYPE enrollgate_reloads_total counter\n"
 		"enrollgate_reloads_total{result=\"ok\"} %llu\nenrollgate_reloads_total{result=\"error\"} %llu\n"
@@ -88,7 +89,7 @@ static void render_metrics(struct eg_server *srv, struct evbuffer *b)
 		"# TYPE enrollgate_lua_memory_bytes gauge\nenrollgate_lua_memory_bytes %zu\n",
 		(unsigned long long)m->connections_total, (unsigned long long)m->connections_refused,
 		(long long)m->active_connections, (long long)m->active_tunnels, (unsigned long long)m->tunnels_total,
-		(unsigned long long)m->tunnels_spliced,
+		(unsigned long long)m->tunnels_spliced, (unsigned long long)m->bodies_spliced,
 		(unsigned long long)srv->generation, (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed,
 		(unsigned long long)m->hooks.calls, (unsigned long long)m->hooks.errors, (unsigned long long)m->hooks.timeouts,
 		(unsigned long long)m->hooks.oom, eg_policy_lua_memory(srv->policy));

@@ -16,6 +16,7 @@ struct eg_metrics {
 	int64_t active_tunnels;
 	uint64_t tunnels_total;
 	uint64_t tunnels_spliced;      /* handed over to splice(2) */
+	uint64_t bodies_spliced;       /* response bodies relayed with splice(2) */
 	uint64_t bytes_client_to_upstream;
 	uint64_t bytes_upstream_to_client;
 	uint64_t reloads_ok;

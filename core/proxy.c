@@ -22,6 +22,7 @@
 #include <event2/util.h>
 
 #include "log.h"
+#include "pipe_relay.h"
 
 #define MAX_RESPONSE_HEAD (64 * 1024)
 #define HIGH_WATER (256 * 1024)
@@ -32,6 +33,8 @@ static void upstream_read_cb(struct bufferevent *bev, void *arg);
 static void upstream_write_cb(struct bufferevent *bev, void *arg);
 static void upstream_event_cb(struct bufferevent *bev, short what, void *arg);
 static void process_head(struct eg_conn *c);
+static void response_complete(struct eg_conn *c);
+static void body_splice_end(struct eg_conn *c);
 
 /* Larger single writes than libevent's 16 KiB default, so bodies and tunnels leave in fewer
  * writev calls. Reads stay at 4 KiB per call whatever is set here: libevent 2.1's evbuffer_read
@@ -128,6 +131,7 @@ void eg_conn_free(struct eg_conn *c)
 	struct eg_server *srv = c->srv;
 	idle_del(c);
 	eg_tunnel_free(c);
+	body_splice_end(c);
 	if (c->state == EG_ST_TUNNEL || c->state == EG_ST_SNI)
 		srv->metrics.active_tunnels--;
 	end_request(c);
@@ -381,6 +385,8 @@ void eg_proxy_close_idle(struct eg_server *srv)
 	}
 }
 
+static void body_splice_timer(struct eg_conn *c);
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct eg_conn *c = arg;
@@ -403,6 +409,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		eg_conn_free(c); /* the client does not read its last response, or keeps sending */
 		break;
 	case EG_ST_FORWARDING:
+		if (c->body_splice) {
+			body_splice_timer(c);
+			break;
+		}
 		if (!c->response_started)
 			eg_conn_send_error(c, 504, "upstream response timed out");
 		else
@@ -831,12 +841,127 @@ static void upstream_write_cb(struct bufferevent *bev, void *arg)
 		bufferevent_enable(c->cbev, EV_READ);
 }
 
+static void maybe_splice_body(struct eg_conn *c);
+
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct eg_conn *c = arg;
 	(void)bev;
-	if (c->state == EG_ST_FORWARDING && c->ubev)
+	if (c->state == EG_ST_FORWARDING && c->ubev && !c->body_splice) {
 		bufferevent_enable(c->ubev, EV_READ);
+		maybe_splice_body(c);
+	}
+}
+
+/* ---- large response bodies through splice(2) ---- */
+
+#define SPLICE_MIN_BODY (64 * 1024) /* smaller bodies are not worth a pipe */
+
+static void body_splice_end(struct eg_conn *c)
+{
+	if (!c->body_splice)
+		return;
+	eg_pipe_relay_free(c->body_splice);
+	free(c->body_splice);
+	c->body_splice = NULL;
+}
+
+/* The body ended early (upstream end, error or stall): the client must see the connection end. */
+static void body_truncated(struct eg_conn *c, const char *why)
+{
+	body_splice_end(c);
+	snprintf(c->deny_reason, sizeof(c->deny_reason), "response body cut short: %s", why);
+	bufferevent_enable(c->cbev, EV_WRITE);
+	eg_conn_log_access(c, 502);
+	end_request(c);
+	eg_conn_close_after_flush(c);
+}
+
+static void body_splice_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct eg_conn *c = arg;
+	(void)fd;
+	uint64_t before = c->bytes_out;
+	enum eg_pipe_result r = eg_pipe_relay_pump(c->body_splice, &c->resp_remaining, &c->bytes_out);
+	if (c->bytes_out != before || (what & EV_WRITE))
+		c->last_activity = now_ms() / 1e3;
+	if (r == EG_PIPE_RUNNING)
+		return;
+	if (r == EG_PIPE_ERROR) {
+		body_truncated(c, strerror(errno));
+		return;
+	}
+	int eof = c->body_splice->eof;
+	body_splice_end(c);
+	if (c->resp_body == EG_BODY_LENGTH && c->resp_remaining > 0) {
+		body_truncated(c, "upstream closed");
+		return;
+	}
+	if (c->resp_body == EG_BODY_UNTIL_CLOSE || eof) {
+		c->up_reusable = 0;
+		c->client_close |= c->resp_body == EG_BODY_UNTIL_CLOSE;
+	}
+	c->resp_done = 1;
+	evtimer_del(c->timer);
+	bufferevent_enable(c->cbev, EV_WRITE);
+	if (c->ubev && c->up_reusable)
+		bufferevent_enable(c->ubev, EV_READ | EV_WRITE); /* an idle upstream that closes is noticed */
+	response_complete(c);
+}
+
+/* Checks for a stalled spliced body (no byte either way for response_timeout). */
+static void body_splice_timer(struct eg_conn *c)
+{
+	double limit = c->pol->settings.response_timeout;
+	double idle = now_ms() / 1e3 - c->last_activity;
+	if (idle >= limit) {
+		body_truncated(c, "stalled");
+		return;
+	}
+	arm_timer(c, limit - idle + 0.01);
+}
+
+/* A large Content-Length or until-close response body moves upstream -> pipe -> client with
+ * splice(2) once nothing of it is left in user space: the head and what came with it are
+ * delivered, the request is complete. Until then (or when no pipe can be had) the buffered
+ * relay goes on. */
+static void maybe_splice_body(struct eg_conn *c)
+{
+	if (c->body_splice || c->state != EG_ST_FORWARDING || !c->resp_head_done || c->resp_done || !c->req_done ||
+	    !c->ubev || !c->pol || !c->pol->settings.tunnel_splice)
+		return;
+	if (c->resp_body == EG_BODY_LENGTH ? c->resp_remaining < SPLICE_MIN_BODY : c->resp_body != EG_BODY_UNTIL_CLOSE)
+		return;
+	if (evbuffer_get_length(bufferevent_get_input(c->ubev)) > 0 ||
+	    evbuffer_get_length(bufferevent_get_output(c->ubev)) > 0)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) > 0) {
+		/* come back when the client has taken what is queued */
+		bufferevent_setcb(c->cbev, client_read_cb, client_write_cb, client_event_cb, c);
+		bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+		return;
+	}
+	struct eg_pipe_relay *r = malloc(sizeof(*r));
+	if (!r)
+		return;
+	if (eg_pipe_relay_init(r, c->srv->base, (int)bufferevent_getfd(c->ubev), (int)bufferevent_getfd(c->cbev),
+			       body_splice_cb, c) < 0) {
+		eg_log(EG_LOG_DEBUG, "proxy", "%s: no splice (%s): relaying the body through buffers", c->client,
+		       strerror(errno));
+		eg_pipe_relay_free(r);
+		free(r);
+		return;
+	}
+	c->body_splice = r;
+	if (c->resp_body == EG_BODY_UNTIL_CLOSE)
+		c->resp_remaining = UINT64_MAX; /* no limit: the upstream's end ends the body */
+	bufferevent_disable(c->ubev, EV_READ | EV_WRITE);
+	bufferevent_set_timeouts(c->ubev, NULL, NULL);
+	bufferevent_disable(c->cbev, EV_READ | EV_WRITE);
+	c->last_activity = now_ms() / 1e3;
+	arm_timer(c, c->pol->settings.response_timeout);
+	eg_pipe_relay_start(r);
+	c->srv->metrics.bodies_spliced++;
 }
 
 static void write_response_head(struct eg_conn *c, const struct eg_http_head *r, const char *raw)
@@ -1000,8 +1125,13 @@ static void upstream_read_cb(struct bufferevent *bev, void *arg)
 		set_tv(&tv, c->pol->settings.response_timeout);
 		bufferevent_set_timeouts(c->ubev, &tv, NULL); /* an upstream stalling mid-body */
 	}
-	if (!c->resp_done)
+	if (!c->resp_done) {
 		pump_response(c);
+		if (c->state == EG_ST_FORWARDING && !c->resp_done)
+			maybe_splice_body(c);
+		if (c->body_splice)
+			return;
+	}
 	if (c->state == EG_ST_FORWARDING && c->resp_done) {
 		if (!c->req_done)
 			c->client_close = 1; /* origin answered before the body ended: cannot resync */

@@ -13,6 +13,7 @@
 #include "server.h"
 
 struct bufferevent;
+struct eg_pipe_relay;
 struct event;
 
 struct evdns_getaddrinfo_request;
@@ -81,6 +82,7 @@ struct eg_conn {
 	double last_activity;
 	double tunnel_idle_timeout;
 	struct eg_tunnel_splice *splice; /* set once a running tunnel relays with splice(2) */
+	struct eg_pipe_relay *body_splice; /* set while a response body relays with splice(2) */
 };
 
 #define EG_TUNNEL_HALF_CLOSED_TIMEOUT 30.0 /* idle seconds a tunnel lives after one side ended */

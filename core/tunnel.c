@@ -5,14 +5,13 @@
  * Once the tunnel runs and both bufferevents are empty, the bytes move socket -> pipe ->
  * socket with splice(2) instead: they never enter user space (see docs/performance.md). */
 #include "proxy.h"
+#include "pipe_relay.h"
 #include "sni.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -47,86 +46,18 @@ static int pass_end(struct eg_conn *c, int fd, int both_ended);
 
 /* ---- splice(2) relay ---- */
 
-#define SPLICE_CHUNK (1024 * 1024)  /* asked of one splice call; the pipe's size bounds what moves */
-#define SPLICE_BUDGET (1024 * 1024) /* bytes one direction moves per wake-up before yielding */
-
-/* One direction of a spliced tunnel: src socket -> pipe -> dst socket. */
+/* One direction of a spliced tunnel. */
 struct splice_dir {
 	struct eg_conn *c;
-	int src, dst, pipe_r, pipe_w;
-	size_t in_pipe;             /* read from src, not yet written to dst */
+	struct eg_pipe_relay r;
+	uint64_t left;              /* no limit: UINT64_MAX */
 	uint64_t *counter;
-	struct event *rev, *wev;    /* src readable, dst writable */
-	unsigned eof : 1, done : 1, reading : 1, writing : 1; /* done: eof and all delivered */
-	const char *name;           /* "client" or "upstream": the side src belongs to */
+	unsigned done : 1;          /* src ended and all it sent is delivered */
 };
 
 struct eg_tunnel_splice {
 	struct splice_dir up, down; /* client -> upstream, upstream -> client */
 };
-
-static void watch(struct splice_dir *d, int read, int write)
-{
-	if (read != d->reading) {
-		if (read)
-			event_add(d->rev, NULL);
-		else
-			event_del(d->rev);
-		d->reading = (unsigned)read;
-	}
-	if (write != d->writing) {
-		if (write)
-			event_add(d->wev, NULL);
-		else
-			event_del(d->wev);
-		d->writing = (unsigned)write;
-	}
-}
-
-/* Move what one direction can move now. Returns 0 while it runs, 1 when src ended and
- * everything it sent is delivered, -1 on a socket error (errno set). */
-static int splice_pump(struct splice_dir *d)
-{
-	size_t moved = 0;
-	for (;;) {
-		while (d->in_pipe > 0) {
-			ssize_t m = splice(d->pipe_r, NULL, d->dst, NULL, d->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			if (m > 0) {
-				d->in_pipe -= (size_t)m;
-				continue;
-			}
-			if (m < 0 && errno == EAGAIN)
-				break;
-			if (m == 0)
-				errno = EPIPE;
-			return -1;
-		}
-		if (d->in_pipe > 0 || d->eof || moved >= SPLICE_BUDGET)
-			break;
-		/* the pipe is empty here, so EAGAIN means that src has nothing more */
-		ssize_t n = splice(d->src, NULL, d->pipe_w, NULL, SPLICE_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-		if (n > 0) {
-			d->in_pipe = (size_t)n;
-			moved += (size_t)n;
-			*d->counter += (uint64_t)n;
-			continue;
-		}
-		if (n == 0) {
-			d->eof = 1;
-			break;
-		}
-		if (errno == EAGAIN)
-			break;
-		return -1;
-	}
-	if (moved)
-		d->c->last_activity = mono();
-	if (d->eof && d->in_pipe == 0)
-		return 1;
-	/* back-pressure: while dst cannot take the pipe's bytes, src is not read */
-	watch(d, d->in_pipe == 0 && !d->eof, d->in_pipe > 0);
-	return 0;
-}
 
 static void splice_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -134,15 +65,16 @@ static void splice_cb(evutil_socket_t fd, short what, void *arg)
 	struct eg_conn *c = d->c;
 	(void)fd;
 	(void)what;
-	int r = splice_pump(d);
-	if (r == 0)
+	uint64_t before = *d->counter;
+	enum eg_pipe_result r = eg_pipe_relay_pump(&d->r, &d->left, d->counter);
+	if (*d->counter != before || what & EV_WRITE)
+		c->last_activity = mono();
+	if (r == EG_PIPE_RUNNING)
 		return;
-	if (r > 0) {
+	if (r == EG_PIPE_DONE) {
 		struct eg_tunnel_splice *t = c->splice;
-		struct splice_dir *other = d == &t->up ? &t->down : &t->up;
-		watch(d, 0, 0);
 		d->done = 1;
-		pass_end(c, d->dst, other->done);
+		pass_end(c, d->r.dst, (d == &t->up ? &t->down : &t->up)->done);
 		return;
 	}
 	char why[96];
@@ -152,31 +84,10 @@ static void splice_cb(evutil_socket_t fd, short what, void *arg)
 
 static int splice_dir_init(struct splice_dir *d, struct eg_conn *c, int src, int dst, uint64_t *counter)
 {
-	int p[2];
 	d->c = c;
-	d->src = src;
-	d->dst = dst;
+	d->left = UINT64_MAX;
 	d->counter = counter;
-	d->pipe_r = d->pipe_w = -1;
-	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
-		return -1;
-	d->pipe_r = p[0];
-	d->pipe_w = p[1];
-	d->rev = event_new(c->srv->base, src, EV_READ | EV_PERSIST, splice_cb, d);
-	d->wev = event_new(c->srv->base, dst, EV_WRITE | EV_PERSIST, splice_cb, d);
-	return d->rev && d->wev ? 0 : -1;
-}
-
-static void splice_dir_free(struct splice_dir *d)
-{
-	if (d->rev)
-		event_free(d->rev);
-	if (d->wev)
-		event_free(d->wev);
-	if (d->pipe_r >= 0)
-		close(d->pipe_r);
-	if (d->pipe_w >= 0)
-		close(d->pipe_w);
+	return eg_pipe_relay_init(&d->r, c->srv->base, src, dst, splice_cb, d);
 }
 
 /* Frees the splice state of a tunnel, if it has one (its sockets belong to the bufferevents). */
@@ -184,8 +95,8 @@ void eg_tunnel_free(struct eg_conn *c)
 {
 	if (!c->splice)
 		return;
-	splice_dir_free(&c->splice->up);
-	splice_dir_free(&c->splice->down);
+	eg_pipe_relay_free(&c->splice->up.r);
+	eg_pipe_relay_free(&c->splice->down.r);
 	free(c->splice);
 	c->splice = NULL;
 }
@@ -208,6 +119,8 @@ static void maybe_splice(struct eg_conn *c)
 		return;
 	int cfd = (int)bufferevent_getfd(c->cbev), ufd = (int)bufferevent_getfd(c->ubev);
 	c->splice = t;
+	eg_pipe_relay_clear(&t->up.r);
+	eg_pipe_relay_clear(&t->down.r);
 	if (splice_dir_init(&t->up, c, cfd, ufd, &c->bytes_in) < 0 ||
 	    splice_dir_init(&t->down, c, ufd, cfd, &c->bytes_out) < 0) {
 		eg_log(EG_LOG_DEBUG, "tunnel", "%s: no splice (%s): relaying through buffers", c->client, strerror(errno));
@@ -216,8 +129,8 @@ static void maybe_splice(struct eg_conn *c)
 	}
 	bufferevent_disable(c->cbev, EV_READ | EV_WRITE);
 	bufferevent_disable(c->ubev, EV_READ | EV_WRITE);
-	watch(&t->up, 1, 0);
-	watch(&t->down, 1, 0);
+	eg_pipe_relay_start(&t->up.r);
+	eg_pipe_relay_start(&t->down.r);
 	c->srv->metrics.tunnels_spliced++;
 }
 

@@ -2,6 +2,7 @@
 import http.server
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,6 +21,11 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def random_bytes(n):
+    """n reproducible pseudo-random bytes (the origin's /random/N, /until-close/N and /truncated/N)."""
+    return random.Random(n).randbytes(n)
 
 
 class OriginHandler(http.server.BaseHTTPRequestHandler):
@@ -67,6 +73,25 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
         elif self.path.startswith("/big"):
             self._send(200, b"b" * (4 * 1024 * 1024))
+        elif self.path.startswith("/random/"):
+            n = int(self.path.split("/")[2])
+            self._send(200, random_bytes(n), "application/octet-stream")
+        elif self.path.startswith("/until-close/"):
+            # no Content-Length, not chunked: the body ends when the connection does
+            n = int(self.path.split("/")[2])
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(random_bytes(n))
+            self.close_connection = True
+        elif self.path.startswith("/truncated/"):
+            # announces n bytes, sends a fifth of them, closes
+            n = int(self.path.split("/")[2])
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            self.wfile.write(random_bytes(n)[: n // 5])
+            self.close_connection = True
         elif self.path.startswith("/slow"):
             time.sleep(0.3)
             self._send(200, b"slow")

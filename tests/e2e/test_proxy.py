@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import Daemon, Origin, make_tls_cert, proxy_get, raw, status_of
+from harness import Daemon, Origin, make_tls_cert, proxy_get, random_bytes, raw, status_of
 
 CURL = ["curl", "-sS", "--noproxy", "", "--max-time", "10"]
 
@@ -547,6 +547,96 @@ class TunnelRelayTest(unittest.TestCase):
             self.assertEqual(eg.metrics()["enrollgate_active_tunnels"], 0)
         finally:
             eg.stop()
+
+
+class BodyRelayTest(unittest.TestCase):
+    """Large response bodies: spliced (relay.splice = true) and buffered, exact bytes, connection reuse,
+    bodies that end with the connection, and bodies cut short by the origin."""
+
+    def setUp(self):
+        self.origin = Origin()
+
+    def tearDown(self):
+        self.origin.stop()
+
+    def read_response(self, s, buf):
+        """One response (Content-Length framed) from socket s; returns (status, body, rest of buf)."""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, "connection closed before the response head")
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        n = int([line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")][0])
+        while len(buf) < n:
+            chunk = s.recv(1 << 20)
+            self.assertTrue(chunk, "connection closed after %d of %d body bytes" % (len(buf), n))
+            buf += chunk
+        return status_of(head), buf[:n], buf[n:]
+
+    def reuse(self, splice):
+        eg = Daemon(settings=RELAY_SETTINGS % splice)
+        eg.start()
+        try:
+            n = 3 * 1024 * 1024 + 17
+            s = socket.create_connection(("127.0.0.1", eg.port), timeout=10)
+            s.sendall(b"GET http://localhost:%d/random/%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % (self.origin.port, n))
+            time.sleep(0.3)  # the client does not read yet: the relay has to hold back
+            code, body, rest = self.read_response(s, b"")
+            self.assertEqual(code, 200)
+            self.assertTrue(body == random_bytes(n), "body altered")
+            # the same client connection carries the next request
+            s.sendall(b"GET http://localhost:%d/small HTTP/1.1\r\nHost: localhost\r\n\r\n" % self.origin.port)
+            code, body, rest = self.read_response(s, rest)
+            self.assertEqual((code, body), (200, b"x" * 100))
+            s.close()
+            recs = [r for r in eg.log_records() if r.get("event") == "access" and "/random/" in r.get("target", "")]
+            self.assertTrue(recs, eg.log()[-1500:])
+            self.assertEqual(recs[-1]["status"], 200)
+            self.assertEqual(recs[-1]["bytes_out"], n)
+            return eg.metrics()["enrollgate_bodies_spliced_total"]
+        finally:
+            eg.stop()
+
+    def test_spliced_body_exact_and_connection_reused(self):
+        self.assertEqual(self.reuse("true"), 1)
+
+    def test_buffered_body_exact_and_connection_reused(self):
+        self.assertEqual(self.reuse("false"), 0)
+
+    def test_body_until_close(self):
+        eg = Daemon(settings=RELAY_SETTINGS % "true")
+        eg.start()
+        try:
+            n = 2 * 1024 * 1024 + 3
+            out = raw(eg.port, b"GET http://localhost:%d/until-close/%d HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                      % (self.origin.port, n), timeout=10)
+            head, _, body = out.partition(b"\r\n\r\n")
+            self.assertEqual(status_of(head), 200)
+            self.assertEqual(len(body), n)
+            self.assertTrue(body == random_bytes(n), "body altered")
+            self.assertEqual(eg.metrics()["enrollgate_bodies_spliced_total"], 1)
+        finally:
+            eg.stop()
+
+    def test_body_cut_short_closes_the_client(self):
+        for splice in ("true", "false"):
+            eg = Daemon(settings=RELAY_SETTINGS % splice)
+            eg.start()
+            try:
+                n = 1024 * 1024
+                out = raw(eg.port, b"GET http://localhost:%d/truncated/%d HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                          % (self.origin.port, n), timeout=10)
+                head, _, body = out.partition(b"\r\n\r\n")
+                self.assertEqual(status_of(head), 200)
+                self.assertEqual(len(body), n // 5, splice)  # and then the connection ended
+                deadline = time.time() + 5
+                recs = []
+                while time.time() < deadline and not recs:
+                    recs = [r for r in eg.log_records() if r.get("event") == "access" and r.get("status") == 502]
+                    time.sleep(0.05)
+                self.assertTrue(recs, eg.log()[-1500:])
+            finally:
+                eg.stop()
 
 
 if __name__ == "__main__":
