@@ -17,6 +17,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h> /* ev_write, for eg_bev_flush_now */
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -26,6 +27,7 @@
 
 #define MAX_RESPONSE_HEAD (64 * 1024)
 #define HIGH_WATER (256 * 1024)
+#define PIPELINE_HOLD (64 * 1024) /* most bytes read ahead from a client while its request runs */
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -43,6 +45,27 @@ void eg_bev_tune(struct bufferevent *bev)
 {
 	bufferevent_set_max_single_read(bev, EG_IO_CHUNK);
 	bufferevent_set_max_single_write(bev, EG_IO_CHUNK);
+}
+
+/* Write what bev's output holds now instead of on the next loop pass. When all of it goes, the
+ * write event that queueing it armed is cancelled before it reaches epoll (the base uses a
+ * changelist), so a small response costs one writev and no epoll_ctl. The bufferevent's write
+ * callback does not run for bytes written here: only for callers that do not wait for it.
+ * Errors are left for the bufferevent's next write to report. */
+void eg_bev_flush_now(struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	if (evbuffer_get_length(out) == 0 || !(bufferevent_get_enabled(bev) & EV_WRITE))
+		return;
+	/* a socket bufferevent keeps its output's front frozen against outside draining, and
+	 * unfreezes it around its own writes the same way */
+	evbuffer_unfreeze(out, 1);
+	int n = evbuffer_write(out, bufferevent_getfd(bev));
+	evbuffer_freeze(out, 1);
+	if (n < 0)
+		return;
+	if (evbuffer_get_length(out) == 0)
+		event_del(&bev->ev_write);
 }
 
 static double now_ms(void)
@@ -496,6 +519,13 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 		eg_conn_free(c);
 		return;
 	}
+	/* a client that half-closes after a complete request still gets its answer, then the end */
+	if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) == BEV_EVENT_EOF && !c->is_connect &&
+	    ((c->state == EG_ST_FORWARDING && c->req_done) ||
+	     ((c->state == EG_ST_RESOLVING || c->state == EG_ST_CONNECTING) && c->head.body == EG_BODY_NONE))) {
+		c->client_close = 1;
+		return;
+	}
 	if (c->in_request && !c->response_started && (what & BEV_EVENT_EOF) && c->state != EG_ST_FORWARDING) {
 		eg_conn_log_access(c, 499);
 	} else if (c->in_request) {
@@ -597,7 +627,9 @@ static void process_head(struct eg_conn *c)
 		eg_conn_send_error(c, c->verdict.status ? c->verdict.status : 403, c->verdict.reason);
 		return;
 	}
-	bufferevent_disable(c->cbev, EV_READ);
+	/* reading goes on (no epoll_ctl per request); what a pipelining client sends next waits,
+	 * bounded by the watermark, until await_head */
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, PIPELINE_HOLD);
 	if (!c->is_connect && c->ubev && c->up_reusable && strcmp(c->up_host, c->target.host) == 0 &&
 	    c->up_port == c->target.port) {
 		/* kept-alive upstream: same destination; re-check its address under this generation */
@@ -781,6 +813,8 @@ void eg_conn_start_forward(struct eg_conn *c)
 	bufferevent_setwatermark(c->ubev, EV_READ, 0, 0);
 	write_request_head(c);
 	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
+	if (c->req_done)
+		eg_bev_flush_now(c->ubev); /* nobody waits for its write callback */
 	arm_timer(c, s->response_timeout);
 	if (!c->req_done) {
 		struct timeval idle;
@@ -825,10 +859,8 @@ void eg_conn_pump_request(struct eg_conn *c)
 		if (r == EG_CHUNK_DONE)
 			c->req_done = 1;
 	}
-	if (c->req_done) {
-		bufferevent_disable(c->cbev, EV_READ); /* pipelined requests wait their turn */
-		return;
-	}
+	if (c->req_done)
+		return; /* pipelined requests wait their turn in the input buffer */
 	if (evbuffer_get_length(out) >= HIGH_WATER)
 		bufferevent_disable(c->cbev, EV_READ); /* upstream is slow: stop reading the client */
 }
@@ -991,6 +1023,7 @@ static void write_response_head(struct eg_conn *c, const struct eg_http_head *r,
 
 static void response_complete(struct eg_conn *c)
 {
+	eg_bev_flush_now(c->cbev);
 	if (c->ubev)
 		bufferevent_set_timeouts(c->ubev, NULL, NULL);
 	eg_conn_log_access(c, c->resp_status);

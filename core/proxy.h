@@ -89,6 +89,7 @@ struct eg_conn {
 #define EG_IO_CHUNK (256 * 1024) /* most bytes one read or write system call moves */
 
 void eg_bev_tune(struct bufferevent *bev);
+void eg_bev_flush_now(struct bufferevent *bev);
 void eg_conn_free(struct eg_conn *c);
 void eg_conn_send_error(struct eg_conn *c, int status, const char *reason);
 void eg_conn_close_after_flush(struct eg_conn *c);

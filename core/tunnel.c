@@ -363,6 +363,7 @@ void eg_tunnel_start(struct eg_conn *c)
 	bufferevent_write(c->cbev, established, sizeof(established) - 1);
 	bufferevent_setcb(c->cbev, client_read, client_write, client_event, c);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);
 	bufferevent_set_timeouts(c->cbev, NULL, NULL);
 	bufferevent_set_timeouts(c->ubev, NULL, NULL); /* the tunnel's own timer watches both sides */
 	bufferevent_enable(c->cbev, EV_READ);
