@@ -524,6 +524,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 	    ((c->state == EG_ST_FORWARDING && c->req_done) ||
 	     ((c->state == EG_ST_RESOLVING || c->state == EG_ST_CONNECTING) && c->head.body == EG_BODY_NONE))) {
 		c->client_close = 1;
+		c->cbev_eof = 1;
 		return;
 	}
 	if (c->in_request && !c->response_started && (what & BEV_EVENT_EOF) && c->state != EG_ST_FORWARDING) {
@@ -807,7 +808,7 @@ void eg_conn_start_forward(struct eg_conn *c)
 	c->req_done = c->req_body == EG_BODY_NONE;
 	c->resp_head_done = 0;
 	c->resp_done = 0;
-	c->client_close = c->head.conn_close;
+	c->client_close = c->head.conn_close || c->cbev_eof;
 	bufferevent_setcb(c->ubev, upstream_read_cb, upstream_write_cb, upstream_event_cb, c);
 	bufferevent_setwatermark(c->ubev, EV_WRITE, HIGH_WATER / 2, 0);
 	bufferevent_setwatermark(c->ubev, EV_READ, 0, 0);

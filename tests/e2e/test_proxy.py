@@ -94,6 +94,15 @@ class ProxyTest(unittest.TestCase):
         r = self.curl("-o", "/dev/null", "-w", "%{size_download}", self.url("/big"))
         self.assertEqual(r.stdout, str(4 * 1024 * 1024))
 
+    def test_half_closed_client_gets_its_answer(self):
+        # request, then shutdown(SHUT_WR) at once (printf ... | nc -N): the answer still comes, then the end
+        for path in ("/small", "/slow"):
+            out = raw(self.eg.port, ("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % self.url(path)).encode(),
+                      half_close=True)
+            self.assertEqual(status_of(out), 200, out[:200])
+            self.assertIn(b"connection: close", out.lower())
+            self.assertTrue(out.endswith(b"x" * 100 if path == "/small" else b"slow"))
+
     def test_head_request(self):
         r = self.curl("-I", self.url("/small"))
         self.assertIn("200", r.stdout.splitlines()[0])
