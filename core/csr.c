@@ -324,6 +324,32 @@ fail:
 	return st;
 }
 
+struct eg_csr *eg_csr_from_cert(X509 *x)
+{
+	if (!x)
+		return NULL;
+	struct eg_csr *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	EVP_PKEY *pk = X509_get0_pubkey(x);
+	if (pk)
+		read_key(c, pk);
+	if (read_subject(c, X509_get_subject_name(x)) < 0)
+		goto fail;
+	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (int j = 0; gens && j < sk_GENERAL_NAME_num(gens); j++) {
+		if (add_san(c, sk_GENERAL_NAME_value(gens, j)) < 0) {
+			GENERAL_NAMES_free(gens);
+			goto fail;
+		}
+	}
+	GENERAL_NAMES_free(gens);
+	return c;
+fail:
+	free(c);
+	return NULL;
+}
+
 void eg_csr_free(struct eg_csr *c)
 {
 	if (!c)

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include <openssl/x509.h>
+
 #define EG_CSR_MAX_DER (64 * 1024)  /* larger requests are refused before decoding */
 #define EG_CSR_MAX_ITEMS 64         /* subject attributes, SANs, extensions: more is refused */
 #define EG_CSR_VALUE_MAX 256        /* one attribute or SAN value (longer is refused) */
@@ -49,6 +51,10 @@ struct eg_csr {
  * otherwise *out is NULL and why holds a one-line reason fit for a 400 answer. */
 enum eg_csr_status eg_csr_parse(const void *body, size_t len, struct eg_csr **out, char *why, size_t whylen);
 void eg_csr_free(struct eg_csr *c);
+
+/* The same description of a certificate (a device's TLS client certificate): key, subject and
+ * SANs; extensions and der are left empty. NULL if x is NULL or its names are unusable. */
+struct eg_csr *eg_csr_from_cert(X509 *x);
 
 /* Decode base64 with any ASCII whitespace between characters (RFC 8951 bodies). Returns the
  * decoded length, or -1 if src is not valid base64 or does not fit dstcap. */

@@ -1,4 +1,4 @@
-/* main.c: command line — run, check, reload, version. */
+/* main.c: command line — run, check, reload, hash-password, version. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #include "build_config.h"
+#include "est_conf.h"
 #include "log.h"
 #include "policy.h"
 #include "server.h"
@@ -35,6 +37,10 @@ static void usage(FILE *f, const char *cmd)
 	if (!cmd || strcmp(cmd, "reload") == 0)
 		fprintf(f, "enrollgate reload [-c DIR] [--admin ADDR:PORT]\n"
 			   "    Ask the running daemon to reload (POST /reload on its admin listener) and print the result.\n");
+	if (!cmd || strcmp(cmd, "hash-password") == 0)
+		fprintf(f, "enrollgate hash-password\n"
+			   "    Read a password from the first line of stdin and print its hash for est.lua's users\n"
+			   "    (pbkdf2-sha256, random salt). The password itself is never stored.\n");
 	if (!cmd || strcmp(cmd, "version") == 0)
 		fprintf(f, "enrollgate version\n    Print the version.\n");
 	if (!cmd)
@@ -186,6 +192,25 @@ static int cmd_reload(struct opts *o)
 	return status == 200 ? 0 : 1;
 }
 
+/* hash-password: one line from stdin (without its line end) -> the stored form on stdout. */
+static int cmd_hash_password(void)
+{
+	char pw[1024], out[256];
+	if (!fgets(pw, sizeof(pw), stdin)) {
+		fprintf(stderr, "enrollgate hash-password: no password on stdin\n");
+		return 1;
+	}
+	pw[strcspn(pw, "\r\n")] = '\0';
+	int rc = pw[0] && eg_est_hash_password(pw, out, sizeof(out)) == 0;
+	OPENSSL_cleanse(pw, sizeof(pw));
+	if (!rc) {
+		fprintf(stderr, "enrollgate hash-password: empty password or no randomness\n");
+		return 1;
+	}
+	printf("%s\n", out);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -198,6 +223,13 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("enrollgate %s (libevent %s, %s)\n", EG_VERSION, event_get_version(), "Lua 5.4");
 		return 0;
+	}
+	if (strcmp(cmd, "hash-password") == 0) {
+		if (argc > 2) {
+			usage(strcmp(argv[2], "--help") == 0 ? stdout : stderr, cmd);
+			return strcmp(argv[2], "--help") == 0 ? 0 : 2;
+		}
+		return cmd_hash_password();
 	}
 	if (strcmp(cmd, "run") && strcmp(cmd, "check") && strcmp(cmd, "reload")) {
 		fprintf(stderr, "enrollgate: unknown command '%s'\n\n", cmd);

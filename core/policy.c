@@ -16,6 +16,9 @@
 #include <lualib.h>
 #include <openssl/evp.h>
 
+#include "csr.h"
+#include "est_conf.h"
+
 #define EG_POLICY_API_VERSION 1
 #define EG_MAX_LUA_FILE (1024 * 1024)
 #define HOOK_COUNT 1000 /* instructions between budget checks */
@@ -91,7 +94,7 @@ static void set_err_lua(struct eg_load_error *e, const char *stage, const char *
 
 /* Line of the first occurrence of needle in file (1-based), 0 if not found: lets errors
  * about table contents (which Lua cannot locate) point at the right line. */
-static int find_line(const char *file, const char *needle)
+int eg_find_line(const char *file, const char *needle)
 {
 	FILE *f = fopen(file, "r");
 	char line[4096];
@@ -508,12 +511,12 @@ static int get_num(lua_State *L, int t, const char *section, const char *key, do
 	lua_getfield(L, t, key);
 	if (!lua_isnil(L, -1)) {
 		if (!lua_isnumber(L, -1)) {
-			set_err(lc->err, "settings", file, find_line(file, key), "%s.%s: expected a number", section, key);
+			set_err(lc->err, "settings", file, eg_find_line(file, key), "%s.%s: expected a number", section, key);
 			rc = -1;
 		} else {
 			double v = lua_tonumber(L, -1);
 			if (v < lo || v > hi) {
-				set_err(lc->err, "settings", file, find_line(file, key), "%s.%s: must be between %g and %g",
+				set_err(lc->err, "settings", file, eg_find_line(file, key), "%s.%s: must be between %g and %g",
 					section, key, lo, hi);
 				rc = -1;
 			} else {
@@ -537,7 +540,7 @@ static int check_keys(lua_State *L, int t, const char *const *known, const char 
 				if (strcmp(k, known[i]) == 0)
 					ok = 1;
 			if (!ok) {
-				set_err(lc->err, stage, file, find_line(file, k), "%s: unknown key '%s'", section, k);
+				set_err(lc->err, stage, file, eg_find_line(file, k), "%s: unknown key '%s'", section, k);
 				lua_pop(L, 2);
 				return -1;
 			}
@@ -571,14 +574,14 @@ static int load_settings(lua_State *L, struct load_ctx *lc)
 		for (lua_Integer i = 1; i <= list_len(L, -1) && s->nlisten < EG_MAX_LISTEN; i++) {
 			lua_geti(L, -1, i);
 			if (!lua_isstring(L, -1)) {
-				set_err(lc->err, "settings", file, find_line(file, "listen"), "listen: expected \"ADDR:PORT\" strings");
+				set_err(lc->err, "settings", file, eg_find_line(file, "listen"), "listen: expected \"ADDR:PORT\" strings");
 				return -1;
 			}
 			snprintf(s->listen[s->nlisten++], sizeof(s->listen[0]), "%s", lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}
 	} else if (!lua_isnil(L, -1)) {
-		set_err(lc->err, "settings", file, find_line(file, "listen"), "listen: expected a list");
+		set_err(lc->err, "settings", file, eg_find_line(file, "listen"), "listen: expected a list");
 		return -1;
 	}
 	lua_pop(L, 1);
@@ -592,7 +595,7 @@ static int load_settings(lua_State *L, struct load_ctx *lc)
 		int lt = lua_gettop(L);
 		lua_getfield(L, lt, "level");
 		if (lua_isstring(L, -1) && eg_log_level_parse(lua_tostring(L, -1), &s->log_level) < 0) {
-			set_err(lc->err, "settings", file, find_line(file, "level"), "log.level: expected debug, info, warn or error");
+			set_err(lc->err, "settings", file, eg_find_line(file, "level"), "log.level: expected debug, info, warn or error");
 			return -1;
 		}
 		lua_pop(L, 1);
@@ -637,12 +640,12 @@ static int load_settings(lua_State *L, struct load_ctx *lc)
 		if (lua_isboolean(L, -1)) {
 			s->tunnel_splice = lua_toboolean(L, -1);
 		} else if (!lua_isnil(L, -1)) {
-			set_err(lc->err, "settings", file, find_line(file, "splice"), "relay.splice: expected true or false");
+			set_err(lc->err, "settings", file, eg_find_line(file, "splice"), "relay.splice: expected true or false");
 			return -1;
 		}
 		lua_pop(L, 1);
 	} else if (!lua_isnil(L, -1)) {
-		set_err(lc->err, "settings", file, find_line(file, "relay"), "relay: expected a table");
+		set_err(lc->err, "settings", file, eg_find_line(file, "relay"), "relay: expected a table");
 		return -1;
 	}
 	lua_pop(L, 1);
@@ -679,7 +682,7 @@ static int add_list(lua_State *L, int rt, const char *key, int (*add)(struct eg_
 		return 0;
 	}
 	if (!lua_istable(L, -1)) {
-		set_err(lc->err, "allowlist", file, find_line(file, rule), "rule '%s': %s must be a list", rule, key);
+		set_err(lc->err, "allowlist", file, eg_find_line(file, rule), "rule '%s': %s must be a list", rule, key);
 		return -1;
 	}
 	lua_Integer n = list_len(L, -1);
@@ -687,13 +690,13 @@ static int add_list(lua_State *L, int rt, const char *key, int (*add)(struct eg_
 		const char *why = NULL;
 		lua_geti(L, -1, i);
 		if (!lua_isstring(L, -1)) {
-			set_err(lc->err, "allowlist", file, find_line(file, rule), "rule '%s': %s[%lld] must be a string",
+			set_err(lc->err, "allowlist", file, eg_find_line(file, rule), "rule '%s': %s[%lld] must be a string",
 				rule, key, (long long)i);
 			return -1;
 		}
 		const char *v = lua_tostring(L, -1);
 		if (add(al, v, &why) < 0) {
-			set_err(lc->err, "allowlist", file, find_line(file, rule), "rule '%s': %s '%s': %s", rule, key, v, why);
+			set_err(lc->err, "allowlist", file, eg_find_line(file, rule), "rule '%s': %s '%s': %s", rule, key, v, why);
 			return -1;
 		}
 		lua_pop(L, 1);
@@ -713,7 +716,7 @@ static int compile_allowlist(lua_State *L, int pt, struct load_ctx *lc, const ch
 	lc->p->allowlist = al;
 	lua_getfield(L, pt, "allowlist");
 	if (!lua_istable(L, -1)) {
-		set_err(lc->err, "allowlist", file, find_line(file, "allowlist"), "allowlist: expected a list of rules");
+		set_err(lc->err, "allowlist", file, eg_find_line(file, "allowlist"), "allowlist: expected a list of rules");
 		return -1;
 	}
 	int lt = lua_gettop(L);
@@ -723,7 +726,7 @@ static int compile_allowlist(lua_State *L, int pt, struct load_ctx *lc, const ch
 		lua_geti(L, lt, i);
 		int rt = lua_gettop(L);
 		if (!lua_istable(L, rt)) {
-			set_err(lc->err, "allowlist", file, find_line(file, "allowlist"), "allowlist[%lld]: expected a table", (long long)i);
+			set_err(lc->err, "allowlist", file, eg_find_line(file, "allowlist"), "allowlist[%lld]: expected a table", (long long)i);
 			return -1;
 		}
 		static const char *const known[] = { "name", "hosts", "ports", "cidrs", NULL };
@@ -741,7 +744,7 @@ static int compile_allowlist(lua_State *L, int pt, struct load_ctx *lc, const ch
 		    add_list(L, rt, "ports", eg_allowlist_add_ports, al, rname, lc, file) < 0)
 			return -1;
 		if (eg_allowlist_end_rule(al, &why) < 0) {
-			set_err(lc->err, "allowlist", file, find_line(file, rname), "rule '%s': %s", rname, why);
+			set_err(lc->err, "allowlist", file, eg_find_line(file, rname), "rule '%s': %s", rname, why);
 			return -1;
 		}
 		lua_pop(L, 1);
@@ -759,7 +762,7 @@ static int hook_ref(lua_State *L, int pt, const char *name, int *ref, struct loa
 		return 0;
 	}
 	if (!lua_isfunction(L, -1)) {
-		set_err(lc->err, "api", file, find_line(file, name), "%s must be a function", name);
+		set_err(lc->err, "api", file, eg_find_line(file, name), "%s must be a function", name);
 		return -1;
 	}
 	*ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -776,13 +779,13 @@ static int load_routes(lua_State *L, int pt, struct load_ctx *lc, const char *fi
 		return 0;
 	}
 	if (!lua_istable(L, -1)) {
-		set_err(lc->err, "routes", file, find_line(file, "routes"), "routes: expected a list");
+		set_err(lc->err, "routes", file, eg_find_line(file, "routes"), "routes: expected a list");
 		return -1;
 	}
 	int rt = lua_gettop(L);
 	lua_Integer n = list_len(L, rt);
 	if (n > EG_MAX_ROUTES) {
-		set_err(lc->err, "routes", file, find_line(file, "routes"), "routes: more than %d entries", EG_MAX_ROUTES);
+		set_err(lc->err, "routes", file, eg_find_line(file, "routes"), "routes: more than %d entries", EG_MAX_ROUTES);
 		return -1;
 	}
 	lc->p->routes = calloc((size_t)n + 1, sizeof(struct eg_route));
@@ -796,7 +799,7 @@ static int load_routes(lua_State *L, int pt, struct load_ctx *lc, const char *fi
 		const char *prefix = lua_tostring(L, -2), *proto = lua_tostring(L, -1);
 		if (!prefix || !proto || prefix[0] != '/' || strlen(prefix) >= sizeof(r->prefix) ||
 		    strlen(proto) >= sizeof(r->protocol)) {
-			set_err(lc->err, "routes", file, find_line(file, "prefix"), "routes[%lld]: needs prefix \"/...\" and protocol",
+			set_err(lc->err, "routes", file, eg_find_line(file, "prefix"), "routes[%lld]: needs prefix \"/...\" and protocol",
 				(long long)i);
 			return -1;
 		}
@@ -812,7 +815,7 @@ static int load_routes(lua_State *L, int pt, struct load_ctx *lc, const char *fi
 		}
 		lua_getfield(L, -1, "api_version");
 		if (lua_tointeger(L, -1) != EG_POLICY_API_VERSION) {
-			set_err(lc->err, "routes", file, find_line(file, r->protocol),
+			set_err(lc->err, "routes", file, eg_find_line(file, r->protocol),
 				"protocol '%s' does not declare api_version = %d", r->protocol, EG_POLICY_API_VERSION);
 			return -1;
 		}
@@ -840,6 +843,24 @@ const struct eg_route *eg_policy_route(const struct eg_policy *p, const char *pa
 static int run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_ctx *lc, const char *file);
 static void create_ctx_mt(lua_State *L);
 
+/* <conf>/est.lua, if present: the EST registration authority and its on_enroll hook. */
+static int load_est(lua_State *L, struct load_ctx *lc)
+{
+	char file[600];
+	struct stat st;
+	snprintf(file, sizeof(file), "%s/est.lua", lc->p->conf_dir);
+	if (stat(file, &st) != 0)
+		return 0;
+	if (run_file(L, lc, file, "est") < 0)
+		return -1;
+	int t = lua_gettop(L);
+	if (eg_est_conf_load(L, t, lc->p->conf_dir, file, &lc->p->est, lc->err) < 0 ||
+	    hook_ref(L, t, "on_enroll", &lc->p->ref_on_enroll, lc, file) < 0)
+		return -1;
+	lua_settop(L, t - 1);
+	return 0;
+}
+
 static int load_policy(lua_State *L, struct load_ctx *lc)
 {
 	char file[600];
@@ -853,7 +874,7 @@ static int load_policy(lua_State *L, struct load_ctx *lc)
 		return -1;
 	lua_getfield(L, pt, "api_version");
 	if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) != EG_POLICY_API_VERSION) {
-		set_err(lc->err, "api", file, find_line(file, "api_version"), "api_version must be %d", EG_POLICY_API_VERSION);
+		set_err(lc->err, "api", file, eg_find_line(file, "api_version"), "api_version must be %d", EG_POLICY_API_VERSION);
 		return -1;
 	}
 	lua_pop(L, 1);
@@ -871,6 +892,8 @@ static int load_policy(lua_State *L, struct load_ctx *lc)
 	    hook_ref(L, pt, "on_client_hello", &lc->p->ref_on_client_hello, lc, file) < 0)
 		return -1;
 	if (load_routes(L, pt, lc, file) < 0)
+		return -1;
+	if (load_est(L, lc) < 0)
 		return -1;
 	create_ctx_mt(L);
 	lock_globals(L);
@@ -911,7 +934,7 @@ struct eg_policy *eg_policy_load(const char *conf_dir, const char *lua_dir, stru
 		return NULL;
 	}
 	atomic_init(&p->refs, 1);
-	p->ref_on_request = p->ref_on_connect = p->ref_on_client_hello = LUA_NOREF;
+	p->ref_on_request = p->ref_on_connect = p->ref_on_client_hello = p->ref_on_enroll = LUA_NOREF;
 	snprintf(p->conf_dir, sizeof(p->conf_dir), "%s", conf_dir);
 	snprintf(p->lua_dir, sizeof(p->lua_dir), "%s", lua_dir);
 	p->mem_limit = 64u << 20; /* until the settings say otherwise */
@@ -969,6 +992,7 @@ void eg_policy_unref(struct eg_policy *p)
 	if (p->L)
 		lua_close(p->L);
 	eg_allowlist_free(p->allowlist);
+	eg_est_conf_free(p->est);
 	free(p->routes);
 	free(p);
 }
@@ -1018,6 +1042,90 @@ static int ctx_header(lua_State *L)
 	return 1;
 }
 
+/* Pushes a list of the items whose type is t (NULL: all, as { type =, value = } tables). */
+static void push_items(lua_State *L, const struct eg_csr_item *it, int n, const char *t)
+{
+	lua_newtable(L);
+	lua_Integer k = 1;
+	for (int i = 0; i < n; i++) {
+		if (t && strcmp(it[i].type, t) != 0)
+			continue;
+		if (t) {
+			lua_pushstring(L, it[i].value);
+		} else {
+			lua_createtable(L, 0, 2);
+			lua_pushstring(L, it[i].type);
+			lua_setfield(L, -2, "type");
+			lua_pushstring(L, it[i].value);
+			lua_setfield(L, -2, "value");
+		}
+		lua_rawseti(L, -2, k++);
+	}
+}
+
+/* ctx.csr (with_request: key, extensions, challenge_password) or ctx.device.cert: a fresh
+ * table describing c (see policies/est.lua). serial may be NULL. */
+static void push_names(lua_State *L, const struct eg_csr *c, int with_request, const char *serial)
+{
+	lua_createtable(L, 0, 10);
+	lua_createtable(L, 0, 3);
+	lua_pushstring(L, c->key_type);
+	lua_setfield(L, -2, "type");
+	lua_pushinteger(L, c->key_bits);
+	lua_setfield(L, -2, "bits");
+	lua_pushstring(L, c->curve);
+	lua_setfield(L, -2, "curve");
+	lua_setfield(L, -2, "key");
+	push_items(L, c->subject, c->nsubject, NULL);
+	lua_setfield(L, -2, "subject");
+	lua_pushstring(L, c->subject_text);
+	lua_setfield(L, -2, "subject_text");
+	for (int i = c->nsubject - 1; i >= 0; i--) {
+		if (strcmp(c->subject[i].type, "CN") == 0) { /* the most specific CN */
+			lua_pushstring(L, c->subject[i].value);
+			lua_setfield(L, -2, "cn");
+			break;
+		}
+	}
+	lua_createtable(L, 0, 5);
+	static const char *const kinds[] = { "dns", "ip", "email", "uri", "other", NULL };
+	for (int k = 0; kinds[k]; k++) {
+		push_items(L, c->san, c->nsan, kinds[k]);
+		lua_setfield(L, -2, kinds[k]);
+	}
+	lua_setfield(L, -2, "san");
+	if (with_request) {
+		lua_createtable(L, c->nextensions, 0);
+		for (int i = 0; i < c->nextensions; i++) {
+			lua_pushstring(L, c->extensions[i]);
+			lua_rawseti(L, -2, i + 1);
+		}
+		lua_setfield(L, -2, "extensions");
+		lua_pushboolean(L, c->has_challenge_password);
+		lua_setfield(L, -2, "challenge_password");
+		lua_pushstring(L, c->signature_alg);
+		lua_setfield(L, -2, "signature_algorithm");
+	}
+	if (serial) {
+		lua_pushstring(L, serial);
+		lua_setfield(L, -2, "serial");
+	}
+}
+
+/* ctx.device = { user = "...", cert = {...} }: who authenticated (either may be nil). */
+static void push_device(lua_State *L, const struct eg_enroll_info *e)
+{
+	lua_createtable(L, 0, 2);
+	if (e->user) {
+		lua_pushstring(L, e->user);
+		lua_setfield(L, -2, "user");
+	}
+	if (e->cert) {
+		push_names(L, e->cert, 0, e->cert_serial);
+		lua_setfield(L, -2, "cert");
+	}
+}
+
 static int ctx_index(lua_State *L)
 {
 	struct ctx_ud *ud;
@@ -1032,6 +1140,11 @@ static int ctx_index(lua_State *L)
 	else if (strcmp(k, "is_ip") == 0) lua_pushboolean(L, ri->host_is_ip != 0);
 	else if (strcmp(k, "rule") == 0) { if (ud->v && ud->v->rule) lua_pushstring(L, ud->v->rule->name); else lua_pushnil(L); }
 	else if (strcmp(k, "header") == 0) lua_pushcfunction(L, ctx_header);
+	else if (ri->enroll && strcmp(k, "protocol") == 0) lua_pushstring(L, ri->enroll->protocol);
+	else if (ri->enroll && strcmp(k, "label") == 0) lua_pushstring(L, ri->enroll->label);
+	else if (ri->enroll && strcmp(k, "op") == 0) lua_pushstring(L, ri->enroll->op);
+	else if (ri->enroll && strcmp(k, "csr") == 0) push_names(L, ri->enroll->csr, 1, NULL);
+	else if (ri->enroll && strcmp(k, "device") == 0) push_device(L, ri->enroll);
 	else return luaL_error(L, "ctx has no field '%s'", k);
 	return 1;
 }
@@ -1321,6 +1434,18 @@ void eg_policy_client_hello(struct eg_policy *p, const struct eg_request_info *r
 
 /* ---- self-test vectors ---- */
 
+void eg_policy_enroll(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (p->ref_on_enroll == LUA_NOREF || !ri->enroll) {
+		deny(v, 403, "hook-error", "no on_enroll policy");
+		return;
+	}
+	v->allow = 1;
+	v->stage = "hook";
+	run_hook(p, p->ref_on_enroll, ri, v);
+}
+
 static int run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_ctx *lc, const char *file)
 {
 	lua_getfield(L, pt, "selftest");
@@ -1329,7 +1454,7 @@ static int run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_
 		return 0;
 	}
 	if (!lua_istable(L, -1)) {
-		set_err(lc->err, "selftest", file, find_line(file, "selftest"), "selftest: expected a list");
+		set_err(lc->err, "selftest", file, eg_find_line(file, "selftest"), "selftest: expected a list");
 		return -1;
 	}
 	int st = lua_gettop(L);
@@ -1354,7 +1479,7 @@ static int run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_
 		if (kind < 0 || !lua_isinteger(L, t + 3) || lua_tointeger(L, t + 3) < 1 || lua_tointeger(L, t + 3) > 65535 ||
 		    !expect ||
 		    (strcmp(expect, "allow") != 0 && strcmp(expect, "deny") != 0)) {
-			set_err(lc->err, "selftest", file, find_line(file, "selftest"),
+			set_err(lc->err, "selftest", file, eg_find_line(file, "selftest"),
 				"selftest[%lld]: needs host, port and expect = \"allow\" or \"deny\"", (long long)i);
 			return -1;
 		}
@@ -1370,7 +1495,7 @@ static int run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_
 			struct eg_cidr c;
 			struct sockaddr_storage ss = { 0 };
 			if (eg_cidr_parse(address, &c) < 0) {
-				set_err(lc->err, "selftest", file, find_line(file, address), "selftest[%lld]: bad address", (long long)i);
+				set_err(lc->err, "selftest", file, eg_find_line(file, address), "selftest[%lld]: bad address", (long long)i);
 				return -1;
 			}
 			ss.ss_family = (sa_family_t)c.family;
@@ -1383,7 +1508,7 @@ static int run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_
 		if ((strcmp(expect, "allow") == 0) != (v.allow != 0)) {
 			char needle[300];
 			snprintf(needle, sizeof(needle), "\"%s\"", h);
-			set_err(lc->err, "selftest", file, find_line(file, needle),
+			set_err(lc->err, "selftest", file, eg_find_line(file, needle),
 				"selftest[%lld]: %s %s:%u expected %s, got %s (%s)", (long long)i, method, host, ri.port, expect,
 				v.allow ? "allow" : "deny", v.allow ? (v.rule ? v.rule->name : "") : v.reason);
 			return -1;

@@ -17,6 +17,8 @@
 #include "settings.h"
 
 struct lua_State;
+struct eg_est_conf;
+struct eg_csr;
 
 /* Why a load failed: what `enrollgate check` prints as file:line: message. */
 struct eg_load_error {
@@ -53,6 +55,8 @@ struct eg_policy {
 	struct lua_State *co;     /* reusable coroutine the hooks run in */
 	int co_ref;
 	int ref_on_request, ref_on_connect, ref_on_client_hello;
+	struct eg_est_conf *est;  /* <conf>/est.lua compiled, or NULL when there is none */
+	int ref_on_enroll;
 
 	/* memory accounting and the budget of the hook being run */
 	size_t mem_used, mem_limit;
@@ -61,6 +65,18 @@ struct eg_policy {
 	int budget_failed;        /* 1 instruction/time budget, 2 out of memory */
 	int in_hook;
 	struct eg_hook_stats *stats;
+};
+
+/* An enrollment request, as on_enroll sees it (ctx.protocol, ctx.label, ctx.op, ctx.csr,
+ * ctx.device). */
+struct eg_enroll_info {
+	const char *protocol;          /* "est" */
+	const char *label;             /* "" for the unlabelled path */
+	const char *op;                /* "simpleenroll", "simplereenroll", ... */
+	const struct eg_csr *csr;      /* parsed and signature-checked request */
+	const char *user;              /* HTTP Basic user who authenticated, or NULL */
+	const struct eg_csr *cert;     /* names of the verified TLS client certificate, or NULL */
+	const char *cert_serial;       /* its serial number (hex), or NULL */
 };
 
 /* What the pipeline is asked about. */
@@ -73,6 +89,7 @@ struct eg_request_info {
 	const char *client;      /* "ip:port" of the client */
 	const char *sni;         /* on_client_hello only */
 	const struct eg_http_head *head; /* headers for ctx:header(); may be NULL */
+	const struct eg_enroll_info *enroll; /* on_enroll only */
 };
 
 struct eg_verdict {
@@ -105,9 +122,17 @@ void eg_policy_check_addr(struct eg_policy *p, const struct sockaddr *sa, uint16
 /* Tunnel stage: SNI from the ClientHello (NULL if none). */
 void eg_policy_client_hello(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v);
 
+/* Enrollment stage: on_enroll(ctx) of est.lua. nil or allow() lets the request go on; deny(),
+ * an error, a timeout or a missing hook refuse it. Always fills v. */
+void eg_policy_enroll(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v);
+
 /* Longest-prefix protocol route for an origin-form path, or NULL. */
 const struct eg_route *eg_policy_route(const struct eg_policy *p, const char *path, size_t n);
 
 size_t eg_policy_lua_memory(const struct eg_policy *p);
+
+/* Line of the first occurrence of needle in file (1-based), 0 if none: points load errors
+ * about table contents (which Lua cannot locate) at a line. */
+int eg_find_line(const char *file, const char *needle);
 
 #endif

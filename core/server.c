@@ -16,6 +16,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 
+#include "est.h"
 #include "log.h"
 
 int eg_parse_listen_addr(const char *s, struct sockaddr_storage *ss, int *len)
@@ -302,6 +303,8 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 		evconnlistener_set_error_cb(l, accept_error_cb);
 		srv->listeners[srv->nlisteners++] = l;
 	}
+	if (eg_est_start(srv) < 0)
+		return -1;
 	if (srv->boot.admin[0] && eg_admin_start(srv, srv->boot.admin) < 0)
 		return -1;
 
@@ -352,6 +355,7 @@ void eg_server_free(struct eg_server *srv)
 		evconnlistener_free(srv->listeners[i]);
 	if (srv->admin)
 		evhttp_free(srv->admin);
+	eg_est_free(srv->est);
 	if (srv->dns)
 		evdns_base_free(srv->dns, 0);
 	struct event *evs[] = { srv->sig_hup, srv->sig_term, srv->sig_int, srv->reload_done_ev, srv->drain_timer, srv->log_flush_ev };

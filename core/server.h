@@ -16,6 +16,7 @@ struct evdns_base;
 struct evconnlistener;
 struct evhttp;
 struct evhttp_request;
+struct eg_est;
 struct event;
 
 #define EG_MAX_RELOAD_WAITERS 32
@@ -26,6 +27,7 @@ struct eg_server {
 	struct evconnlistener *listeners[EG_MAX_LISTEN];
 	int nlisteners;
 	struct evhttp *admin;
+	struct eg_est *est;          /* EST registration authority, when est.lua exists */
 	struct event *sig_hup, *sig_term, *sig_int, *reload_done_ev, *drain_timer, *log_flush_ev;
 
 	char conf_dir[512];

@@ -2,7 +2,7 @@
 # deps.sh [build|test|bench]: install the Debian packages enrollgate needs, only those missing.
 set -euo pipefail
 build=(build-essential cmake pkg-config liblua5.4-dev libevent-dev libssl-dev)
-test=(lua5.4 lua-unit libcmocka-dev curl openssl python3 iproute2 util-linux nginx-light
+test=(lua5.4 lua-unit libcmocka-dev curl openssl python3 python3-cryptography iproute2 util-linux nginx-light
       tinyproxy pebble lego certbot scep clang libclang-rt-14-dev)
 bench=(nginx-light wrk tinyproxy squid haproxy bc time gcc libssl-dev)
 want=("${build[@]}")

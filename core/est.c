@@ -1,0 +1,651 @@
+/* est.c: the EST registration authority; see est.h.
+ *
+ * Device side: evhttp over bufferevent_openssl (one SSL per connection from the live
+ * generation's server context). Upstream side: one evhttp_connection per attempt, over
+ * bufferevent_openssl with the label's client context (trust anchors + the appliance identity),
+ * tried in the configured order; an upstream that fails to answer is skipped for down_hold
+ * seconds. Every request keeps a reference to the generation it started with. */
+#include "est.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/evp.h>
+#include <openssl/pkcs7.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "csr.h"
+#include "est_conf.h"
+#include "log.h"
+#include "server.h"
+#include "tls.h"
+
+#define EST_PREFIX "/.well-known/est/"
+#define EST_MAX_BODY (128 * 1024)      /* a PKCS#10 in base64 is a few KiB */
+#define EST_MAX_HEADERS (16 * 1024)
+#define EST_DEVICE_TIMEOUT 30          /* seconds a device connection may stall */
+#define EST_MAX_ANSWER (1024 * 1024)   /* most bytes taken from an upstream answer */
+#define EST_HEALTH_SLOTS 64
+
+struct upstream_health {
+	char url[512];
+	double down_until;                 /* monotonic seconds; 0 = healthy */
+};
+
+struct eg_est {
+	struct eg_server *srv;
+	struct evhttp *http;
+	SSL_CTX *ctx;                      /* server context new connections get (a reference) */
+	struct upstream_health health[EST_HEALTH_SLOTS];
+};
+
+/* One device request being relayed. Owns its generation reference and the upstream attempt. */
+struct est_call {
+	struct eg_est *est;
+	struct evhttp_request *req;        /* the device's request (libevent frees it after the reply) */
+	struct eg_policy *pol;
+	const struct eg_est_label *label;
+	char op[24];
+	enum evhttp_cmd_type method;
+	struct evbuffer *body;             /* sent to each upstream tried; NULL for GET */
+	int next_up;
+	int tried;
+	enum evhttp_request_error uerr;
+	int uerr_set;
+	char content_type[128];
+	struct evhttp_connection *uconn;   /* the attempt in progress */
+	double t_start;
+	/* for the audit record */
+	char client[64];
+	char user[64];
+	char cert_subject[256], cert_serial[80];
+	char csr_subject[512], csr_names[512], key_desc[64];
+	char upstream[512];
+};
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- answers to the device ---- */
+
+static const char *reason_phrase(int code)
+{
+	switch (code) {
+	case 200: return "OK";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 415: return "Unsupported Media Type";
+	case 421: return "Misdirected Request";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return code >= 500 ? "Server Error" : code >= 400 ? "Client Error" : "OK";
+	}
+}
+
+/* A text/plain answer from enrollgate itself: status and a one-line reason. */
+static void send_text(struct evhttp_request *req, int code, const char *reason)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+	if (b)
+		evbuffer_add_printf(b, "%s\n", reason);
+	evhttp_send_reply(req, code, reason_phrase(code), b);
+	if (b)
+		evbuffer_free(b);
+}
+
+static void audit(struct est_call *call, int status, const char *outcome, const char *detail, X509 *issued)
+{
+	struct eg_jbuf j;
+	eg_jbuf_begin(&j, status >= 500 ? EG_LOG_WARN : EG_LOG_INFO, "enroll");
+	eg_jbuf_str(&j, "protocol", "est");
+	eg_jbuf_str(&j, "client", call->client);
+	eg_jbuf_str(&j, "user", call->user[0] ? call->user : NULL);
+	eg_jbuf_str(&j, "device_cert", call->cert_subject[0] ? call->cert_subject : NULL);
+	eg_jbuf_str(&j, "device_cert_serial", call->cert_serial[0] ? call->cert_serial : NULL);
+	eg_jbuf_str(&j, "label", call->label ? call->label->name : NULL);
+	eg_jbuf_str(&j, "op", call->op);
+	if (call->csr_subject[0] || call->key_desc[0]) {
+		eg_jbuf_str(&j, "csr_subject", call->csr_subject);
+		eg_jbuf_str(&j, "csr_names", call->csr_names);
+		eg_jbuf_str(&j, "csr_key", call->key_desc);
+	}
+	eg_jbuf_str(&j, "upstream", call->upstream[0] ? call->upstream : NULL);
+	eg_jbuf_int(&j, "status", status);
+	eg_jbuf_str(&j, "result", outcome);
+	if (detail)
+		eg_jbuf_str(&j, "reason", detail);
+	if (issued) {
+		char subj[256], serial[80], na[64] = "";
+		eg_tls_describe_cert(issued, subj, sizeof(subj), serial, sizeof(serial));
+		BIO *b = BIO_new(BIO_s_mem());
+		if (b) {
+			ASN1_TIME_print(b, X509_get0_notAfter(issued));
+			int n = BIO_read(b, na, (int)sizeof(na) - 1);
+			na[n > 0 ? n : 0] = '\0';
+			BIO_free(b);
+		}
+		eg_jbuf_str(&j, "issued_serial", serial);
+		eg_jbuf_str(&j, "issued_not_after", na);
+	}
+	eg_jbuf_double(&j, "duration_ms", (mono() - call->t_start) * 1e3);
+	eg_jbuf_emit(&j);
+}
+
+static void call_free(struct est_call *call)
+{
+	if (call->body)
+		evbuffer_free(call->body);
+	eg_policy_unref(call->pol);
+	free(call);
+}
+
+/* Answer from enrollgate itself, audit, end of the call. */
+static void call_fail(struct est_call *call, int code, const char *outcome, const char *reason)
+{
+	if (code == 503) {
+		char ra[16];
+		snprintf(ra, sizeof(ra), "%d", call->pol->est->retry_after);
+		evhttp_add_header(evhttp_request_get_output_headers(call->req), "Retry-After", ra);
+	}
+	send_text(call->req, code, reason);
+	audit(call, code, outcome, reason, NULL);
+	call_free(call);
+}
+
+/* ---- upstream health ---- */
+
+static struct upstream_health *health_of(struct eg_est *e, const char *url, int create)
+{
+	struct upstream_health *free_slot = NULL, *oldest = &e->health[0];
+	for (int i = 0; i < EST_HEALTH_SLOTS; i++) {
+		struct upstream_health *h = &e->health[i];
+		if (strcmp(h->url, url) == 0)
+			return h;
+		if (!h->url[0] && !free_slot)
+			free_slot = h;
+		if (h->down_until < oldest->down_until)
+			oldest = h;
+	}
+	if (!create)
+		return NULL;
+	struct upstream_health *h = free_slot ? free_slot : oldest;
+	snprintf(h->url, sizeof(h->url), "%s", url);
+	h->down_until = 0;
+	return h;
+}
+
+/* ---- upstream attempts ---- */
+
+static void try_next_upstream(struct est_call *call);
+
+static void free_conn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	evhttp_connection_free(arg);
+}
+
+/* evhttp must not free the connection from inside its own request callback: next loop pass. */
+static void release_conn(struct est_call *call)
+{
+	if (call->uconn) {
+		struct timeval zero = { 0, 0 };
+		event_base_once(call->est->srv->base, -1, EV_TIMEOUT, free_conn_cb, call->uconn, &zero);
+		call->uconn = NULL;
+	}
+}
+
+static void upstream_error_cb(enum evhttp_request_error err, void *arg)
+{
+	struct est_call *call = arg;
+	call->uerr = err;
+	call->uerr_set = 1;
+}
+
+static const char *upstream_error_text(struct est_call *call)
+{
+	if (!call->uerr_set)
+		return "connection or TLS handshake failed";
+	switch (call->uerr) {
+	case EVREQ_HTTP_TIMEOUT: return "timed out";
+	case EVREQ_HTTP_EOF: return "closed the connection";
+	case EVREQ_HTTP_INVALID_HEADER: return "sent a malformed response";
+	case EVREQ_HTTP_BUFFER_ERROR: return "connection or TLS handshake failed";
+	case EVREQ_HTTP_DATA_TOO_LONG: return "sent too large a response";
+	default: return "failed";
+	}
+}
+
+/* The first certificate of a base64 certs-only PKCS#7 (an EST 200 answer), or NULL if the
+ * body is not one. The caller frees it. */
+static X509 *first_cert_of(struct evbuffer *body)
+{
+	size_t n = evbuffer_get_length(body);
+	if (n == 0 || n > EST_MAX_ANSWER)
+		return NULL;
+	const char *txt = (const char *)evbuffer_pullup(body, -1);
+	unsigned char *der = malloc(n);
+	X509 *x = NULL;
+	if (!der)
+		return NULL;
+	long dl = eg_base64_decode_ws(txt, n, der, n);
+	const unsigned char *p = der;
+	PKCS7 *p7 = dl > 0 ? d2i_PKCS7(NULL, &p, dl) : NULL;
+	if (p7 && PKCS7_type_is_signed(p7) && p7->d.sign && p7->d.sign->cert && sk_X509_num(p7->d.sign->cert) > 0)
+		x = X509_dup(sk_X509_value(p7->d.sign->cert, 0));
+	PKCS7_free(p7);
+	free(der);
+	return x;
+}
+
+static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
+{
+	struct est_call *call = arg;
+	struct eg_est *e = call->est;
+	const struct eg_est_upstream *up = &call->label->up[call->next_up - 1];
+	int code = ureq ? evhttp_request_get_response_code(ureq) : 0;
+	release_conn(call);
+	if (code == 0) {
+		struct upstream_health *h = health_of(e, up->url, 1);
+		h->down_until = mono() + call->pol->est->down_hold;
+		eg_log(EG_LOG_WARN, "est", "upstream %s %s; skipped for %.0f s", up->url, upstream_error_text(call),
+		       call->pol->est->down_hold);
+		try_next_upstream(call);
+		return;
+	}
+	struct upstream_health *h = health_of(e, up->url, 0);
+	if (h)
+		h->down_until = 0;
+	struct evbuffer *in = evhttp_request_get_input_buffer(ureq);
+	struct evkeyvalq *uh = evhttp_request_get_input_headers(ureq);
+	struct evkeyvalq *dh = evhttp_request_get_output_headers(call->req);
+	const char *ctype = evhttp_find_header(uh, "Content-Type");
+	X509 *issued = NULL;
+	int is_enroll = strcmp(call->op, "simpleenroll") == 0 || strcmp(call->op, "simplereenroll") == 0;
+	if (code == 200 && (is_enroll || strcmp(call->op, "cacerts") == 0)) {
+		/* an answer the device cannot use is not passed on as success */
+		issued = first_cert_of(in);
+		if (!issued) {
+			call_fail(call, 502, "upstream-error", "upstream answered with something that is not a base64 PKCS#7");
+			return;
+		}
+	}
+	evhttp_add_header(dh, "Content-Type", ctype ? ctype : "application/octet-stream");
+	static const char *const pass[] = { "Content-Transfer-Encoding", "Retry-After", NULL };
+	for (int i = 0; pass[i]; i++) {
+		const char *v = evhttp_find_header(uh, pass[i]);
+		if (v)
+			evhttp_add_header(dh, pass[i], v);
+	}
+	/* the CA's own answer, relayed as it is: success, 202 + Retry-After, or its refusal */
+	evhttp_send_reply(call->req, code, evhttp_request_get_response_code_line(ureq), in);
+	audit(call, code, code == 200 ? "issued" : code == 202 ? "pending" : code < 400 ? "relayed" : "refused-by-ca",
+	      NULL, is_enroll ? issued : NULL);
+	X509_free(issued);
+	call_free(call);
+}
+
+static SSL *upstream_ssl(const struct eg_est_label *lb, const struct eg_est_upstream *up)
+{
+	SSL *ssl = SSL_new(lb->client_ctx);
+	if (!ssl)
+		return NULL;
+	struct in6_addr a6;
+	struct in_addr a4;
+	int is_ip = inet_pton(AF_INET, up->host, &a4) == 1 || inet_pton(AF_INET6, up->host, &a6) == 1;
+	if (!is_ip)
+		SSL_set_tlsext_host_name(ssl, up->host);
+	if (lb->verify_name) {
+		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+		X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, up->host) != 1 : X509_VERIFY_PARAM_set1_host(vp, up->host, 0) != 1) {
+			SSL_free(ssl);
+			return NULL;
+		}
+	}
+	return ssl;
+}
+
+/* Send the call to the next upstream that is not marked down; 503 when none is left. */
+static void try_next_upstream(struct est_call *call)
+{
+	struct eg_est *e = call->est;
+	const struct eg_est_conf *conf = call->pol->est;
+	const struct eg_est_label *lb = call->label;
+	double now = mono();
+	while (call->next_up < lb->nup) {
+		const struct eg_est_upstream *up = &lb->up[call->next_up++];
+		struct upstream_health *h = health_of(e, up->url, 0);
+		if (h && h->down_until > now)
+			continue;
+		SSL *ssl = upstream_ssl(lb, up);
+		struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(e->srv->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+									       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
+					      : NULL;
+		if (!bev) {
+			SSL_free(ssl);
+			continue;
+		}
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+		struct evhttp_connection *conn =
+			evhttp_connection_base_bufferevent_new(e->srv->base, e->srv->dns, bev, up->host, up->port);
+		struct evhttp_request *ureq = conn ? evhttp_request_new(upstream_done_cb, call) : NULL;
+		if (!ureq) {
+			if (conn)
+				evhttp_connection_free(conn);
+			else
+				bufferevent_free(bev);
+			continue;
+		}
+		struct timeval tv = { (time_t)conf->response_timeout,
+				      (suseconds_t)((conf->response_timeout - floor(conf->response_timeout)) * 1e6) };
+		evhttp_connection_set_timeout_tv(conn, &tv);
+		evhttp_connection_set_retries(conn, 0);
+		evhttp_connection_set_max_body_size(conn, EST_MAX_ANSWER);
+		evhttp_request_set_error_cb(ureq, upstream_error_cb);
+		call->uerr_set = 0;
+		struct evkeyvalq *h2 = evhttp_request_get_output_headers(ureq);
+		char hosthdr[300], path[300];
+		snprintf(hosthdr, sizeof(hosthdr), strchr(up->host, ':') ? "[%s]:%u" : "%s:%u", up->host, up->port);
+		evhttp_add_header(h2, "Host", hosthdr);
+		evhttp_add_header(h2, "User-Agent", "enrollgate-est");
+		evhttp_add_header(h2, "Accept", "*/*");
+		if (call->body) {
+			evhttp_add_header(h2, "Content-Type", call->content_type);
+			evhttp_add_header(h2, "Content-Transfer-Encoding", "base64");
+			evbuffer_add(evhttp_request_get_output_buffer(ureq), evbuffer_pullup(call->body, -1),
+				     evbuffer_get_length(call->body));
+		}
+		snprintf(path, sizeof(path), "%s/%s", up->path, call->op);
+		snprintf(call->upstream, sizeof(call->upstream), "%s", up->url);
+		call->tried++;
+		if (evhttp_make_request(conn, ureq, call->method, path) == 0) {
+			call->uconn = conn;
+			return;
+		}
+		/* evhttp freed ureq; the connection is ours */
+		evhttp_connection_free(conn);
+	}
+	call_fail(call, 503, "upstream-down", call->tried ? "no upstream CA answered" : "every upstream CA is marked down");
+}
+
+/* ---- device requests ---- */
+
+/* HTTP Basic credentials of req checked against est.lua's users; the user name on success. */
+static int check_basic(const struct eg_est_conf *conf, struct evhttp_request *req, char *user, size_t ulen)
+{
+	const char *a = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	if (!a || strncasecmp(a, "Basic ", 6) != 0)
+		return 0;
+	a += 6;
+	while (*a == ' ')
+		a++;
+	unsigned char dec[512];
+	long n = eg_base64_decode_ws(a, strlen(a), dec, sizeof(dec) - 1);
+	if (n <= 0)
+		return 0;
+	dec[n] = '\0';
+	char *colon = memchr(dec, ':', (size_t)n);
+	int ok = 0;
+	if (colon && memchr(dec, '\0', (size_t)n) == NULL) {
+		*colon = '\0';
+		ok = eg_est_check_password(conf, (char *)dec, colon + 1);
+		if (ok)
+			snprintf(user, ulen, "%.*s", (int)ulen - 1, (char *)dec);
+	}
+	OPENSSL_cleanse(dec, sizeof(dec));
+	return ok;
+}
+
+static int op_known(const char *op)
+{
+	static const char *const ops[] = { "cacerts", "simpleenroll", "simplereenroll", "csrattrs", "serverkeygen",
+					   "fullcmc", NULL };
+	for (int i = 0; ops[i]; i++)
+		if (strcmp(op, ops[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static void est_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct eg_est *e = arg;
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	if (!ssl) {
+		send_text(req, 421, "TLS required");
+		return;
+	}
+	struct est_call *call = calloc(1, sizeof(*call));
+	if (!call) {
+		send_text(req, 503, "out of memory");
+		return;
+	}
+	call->est = e;
+	call->req = req;
+	call->t_start = mono();
+	call->pol = eg_server_policy(e->srv);
+	call->method = evhttp_request_get_command(req);
+	char *peer_addr = NULL;
+	ev_uint16_t peer_port = 0;
+	evhttp_connection_get_peer(conn, &peer_addr, &peer_port);
+	snprintf(call->client, sizeof(call->client), strchr(peer_addr ? peer_addr : "", ':') ? "[%s]:%u" : "%s:%u",
+		 peer_addr ? peer_addr : "?", peer_port);
+	const struct eg_est_conf *conf = call->pol->est;
+	if (!conf) {
+		call_fail(call, 404, "not-found", "EST is not configured");
+		return;
+	}
+
+	/* /.well-known/est/<op> or /.well-known/est/<label>/<op> */
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	if (!path || strncmp(path, EST_PREFIX, sizeof(EST_PREFIX) - 1) != 0) {
+		call_fail(call, 404, "not-found", "not an EST path");
+		return;
+	}
+	const char *rest = path + sizeof(EST_PREFIX) - 1, *slash = strchr(rest, '/');
+	const char *label = slash ? rest : "", *op = slash ? slash + 1 : rest;
+	size_t label_len = slash ? (size_t)(slash - rest) : 0;
+	if (strchr(op, '/') || strlen(op) >= sizeof(call->op) || !op_known(op)) {
+		call_fail(call, 404, "not-found", "unknown EST operation");
+		return;
+	}
+	snprintf(call->op, sizeof(call->op), "%s", op);
+	call->label = eg_est_conf_label(conf, label, label_len);
+	if (!call->label) {
+		call_fail(call, 404, "not-found", "unknown EST label");
+		return;
+	}
+	if (strcmp(op, "fullcmc") == 0) {
+		call_fail(call, 501, "not-implemented", "fullcmc is not offered");
+		return;
+	}
+	int is_get_op = strcmp(op, "cacerts") == 0 || strcmp(op, "csrattrs") == 0;
+	int method_ok = is_get_op ? call->method == EVHTTP_REQ_GET : call->method == EVHTTP_REQ_POST;
+	if (!method_ok) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", is_get_op ? "GET" : "POST");
+		call_fail(call, 405, "bad-request", is_get_op ? "use GET" : "use POST");
+		return;
+	}
+
+	/* who is asking: a verified client certificate and/or Basic credentials */
+	X509 *peer = SSL_get0_peer_certificate(ssl);
+	int cert_ok = peer && SSL_get_verify_result(ssl) == X509_V_OK;
+	struct eg_csr *cert_names = NULL;
+	if (cert_ok) {
+		eg_tls_describe_cert(peer, call->cert_subject, sizeof(call->cert_subject), call->cert_serial,
+				     sizeof(call->cert_serial));
+		cert_names = eg_csr_from_cert(peer);
+	}
+	int basic_ok = check_basic(conf, req, call->user, sizeof(call->user));
+	if (!is_get_op) {
+		int a = call->label->auth;
+		int ok = ((a & EG_EST_AUTH_CERT) && cert_ok) || ((a & EG_EST_AUTH_BASIC) && basic_ok) ||
+			 ((a & EG_EST_AUTH_BOTH) && cert_ok && basic_ok);
+		if (!ok) {
+			if (a & (EG_EST_AUTH_BASIC | EG_EST_AUTH_BOTH))
+				evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+						  "Basic realm=\"enrollgate EST\", charset=\"UTF-8\"");
+			eg_csr_free(cert_names);
+			call_fail(call, 401, "unauthenticated",
+				  (a & EG_EST_AUTH_BOTH) ? "client certificate and password required"
+				  : (a & EG_EST_AUTH_BASIC) && (a & EG_EST_AUTH_CERT) ? "client certificate or password required"
+				  : (a & EG_EST_AUTH_BASIC) ? "password required" : "client certificate required");
+			return;
+		}
+	}
+
+	if (!is_get_op) {
+		const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+		if (!ct || strncasecmp(ct, "application/pkcs10", 18) != 0 || (ct[18] && ct[18] != ';' && ct[18] != ' ')) {
+			eg_csr_free(cert_names);
+			call_fail(call, 415, "bad-request", "expected Content-Type application/pkcs10");
+			return;
+		}
+		struct evbuffer *in = evhttp_request_get_input_buffer(req);
+		size_t n = evbuffer_get_length(in);
+		struct eg_csr *csr = NULL;
+		char why[200];
+		if (eg_csr_parse(evbuffer_pullup(in, -1), n, &csr, why, sizeof(why)) != EG_CSR_OK) {
+			eg_csr_free(cert_names);
+			call_fail(call, 400, "bad-request", why);
+			return;
+		}
+		snprintf(call->csr_subject, sizeof(call->csr_subject), "%s", csr->subject_text);
+		snprintf(call->key_desc, sizeof(call->key_desc), "%s%s%s/%d", csr->key_type, csr->curve[0] ? ":" : "",
+			 csr->curve, csr->key_bits);
+		size_t off = 0;
+		for (int i = 0; i < csr->nsan && off < sizeof(call->csr_names) - 1; i++)
+			off += (size_t)snprintf(call->csr_names + off, sizeof(call->csr_names) - off, "%s%s:%s", i ? "," : "",
+						csr->san[i].type, csr->san[i].value);
+		struct eg_enroll_info ei = {
+			.protocol = "est", .label = call->label->name, .op = call->op, .csr = csr,
+			.user = call->user[0] ? call->user : NULL, .cert = cert_names,
+			.cert_serial = call->cert_serial[0] ? call->cert_serial : NULL,
+		};
+		struct eg_request_info ri = { .method = "POST", .host = "", .path = path, .client = call->client, .enroll = &ei };
+		struct eg_verdict v;
+		eg_policy_enroll(call->pol, &ri, &v);
+		if (!v.allow) {
+			eg_csr_free(csr);
+			eg_csr_free(cert_names);
+			int st = v.status >= 400 && v.status <= 599 ? v.status : 403;
+			call_fail(call, st, v.stage && strcmp(v.stage, "hook-error") == 0 ? "policy-error" : "denied", v.reason);
+			return;
+		}
+		/* forward the request as received (DER re-encoded as one base64 line, RFC 8951) */
+		call->body = evbuffer_new();
+		unsigned char *b64 = malloc(4 * ((csr->der_len + 2) / 3) + 1);
+		if (!call->body || !b64) {
+			free(b64);
+			eg_csr_free(csr);
+			eg_csr_free(cert_names);
+			call_fail(call, 503, "internal-error", "out of memory");
+			return;
+		}
+		int bl = EVP_EncodeBlock(b64, csr->der, (int)csr->der_len);
+		evbuffer_add(call->body, b64, (size_t)bl);
+		free(b64);
+		snprintf(call->content_type, sizeof(call->content_type), "application/pkcs10");
+		eg_csr_free(csr);
+	}
+	eg_csr_free(cert_names);
+	try_next_upstream(call);
+}
+
+/* Each device connection gets an SSL from the newest server context (a reload may renew the
+ * server certificate); connections already open keep theirs. */
+static struct bufferevent *est_bevcb(struct event_base *base, void *arg)
+{
+	struct eg_est *e = arg;
+	struct eg_policy *p = e->srv->policy;
+	if (p->est && p->est->server_ctx != e->ctx && SSL_CTX_up_ref(p->est->server_ctx) == 1) {
+		SSL_CTX_free(e->ctx);
+		e->ctx = p->est->server_ctx;
+	}
+	SSL *ssl = SSL_new(e->ctx);
+	/* without an SSL the connection is plain, and every request on it is refused (421) */
+	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
+		   : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+}
+
+int eg_est_start(struct eg_server *srv)
+{
+	const struct eg_est_conf *conf = srv->policy->est;
+	if (!conf)
+		return 0;
+	struct eg_est *e = calloc(1, sizeof(*e));
+	if (!e)
+		return -1;
+	e->srv = srv;
+	srv->est = e;
+	e->http = evhttp_new(srv->base);
+	if (!e->http || SSL_CTX_up_ref(conf->server_ctx) != 1)
+		return -1;
+	e->ctx = conf->server_ctx;
+	evhttp_set_allowed_methods(e->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+	evhttp_set_max_headers_size(e->http, EST_MAX_HEADERS);
+	evhttp_set_max_body_size(e->http, EST_MAX_BODY);
+	evhttp_set_timeout(e->http, EST_DEVICE_TIMEOUT);
+	evhttp_set_bevcb(e->http, est_bevcb, e);
+	evhttp_set_gencb(e->http, est_request_cb, e);
+	for (int i = 0; i < conf->nlisten; i++) {
+		struct sockaddr_storage ss;
+		int len;
+		char host[128];
+		const char *a = conf->listen[i];
+		if (eg_parse_listen_addr(a, &ss, &len) < 0) {
+			eg_log(EG_LOG_ERROR, "est", "bad listen address '%s'", a);
+			return -1;
+		}
+		if (ss.ss_family == AF_INET6)
+			snprintf(host, sizeof(host), "%.*s", (int)(strchr(a, ']') - a - 1), a + 1);
+		else
+			snprintf(host, sizeof(host), "%.*s", (int)(strrchr(a, ':') - a), a);
+		uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+							   : ((struct sockaddr_in *)&ss)->sin_port);
+		if (evhttp_bind_socket(e->http, host, port) < 0) {
+			eg_log(EG_LOG_ERROR, "est", "cannot listen on %s", a);
+			return -1;
+		}
+		eg_log(EG_LOG_INFO, "est", "EST listening on %s (%d label%s)", a, conf->nlabels, conf->nlabels == 1 ? "" : "s");
+	}
+	return 0;
+}
+
+void eg_est_free(struct eg_est *e)
+{
+	if (!e)
+		return;
+	if (e->http)
+		evhttp_free(e->http);
+	SSL_CTX_free(e->ctx);
+	free(e);
+}

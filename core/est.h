@@ -1,0 +1,17 @@
+/* est.h: the EST registration authority (RFC 7030, RFC 8951). Devices enroll over HTTPS at
+ * /.well-known/est[/<label>]/<op>; enrollgate authenticates them (TLS client certificate
+ * and/or HTTP Basic), parses and checks the PKCS#10 (core/csr.c, then on_enroll in est.lua),
+ * and relays accepted requests to the label's upstream CA over mutual TLS with its own
+ * identity, failing over between upstreams. Configuration: <conf>/est.lua (est_conf.h). */
+#ifndef EG_EST_H
+#define EG_EST_H
+
+struct eg_server;
+struct eg_est;
+
+/* Bind the EST listeners of the live generation's est.lua (if any) and serve on srv's loop.
+ * 0 (also when EST is not configured), -1 on failure (logged). */
+int eg_est_start(struct eg_server *srv);
+void eg_est_free(struct eg_est *e);
+
+#endif

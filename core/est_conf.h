@@ -1,0 +1,78 @@
+/* est_conf.h: the EST registration authority's configuration (<conf>/est.lua), compiled into C
+ * structures with each policy generation: listeners, the device-side TLS context, the
+ * appliance identity and trust anchors per label (client TLS contexts), Basic users (password
+ * hashes only), timeouts. A reload builds a new one; requests keep the one they started with. */
+#ifndef EG_EST_CONF_H
+#define EG_EST_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "settings.h"
+
+struct lua_State;
+struct eg_load_error;
+
+#define EG_EST_MAX_LABELS 64
+#define EG_EST_MAX_UPSTREAMS 8
+#define EG_EST_MAX_USERS 1024
+
+enum {
+	EG_EST_AUTH_CERT = 1,      /* a TLS client certificate that verifies against the device CA */
+	EG_EST_AUTH_BASIC = 2,     /* HTTP Basic, checked against the users' password hashes */
+	EG_EST_AUTH_BOTH = 4,      /* both at once */
+};
+
+struct eg_est_upstream {
+	char url[512];             /* as configured, for logs: https://host:port/base */
+	char host[256];
+	uint16_t port;
+	char path[256];            /* base path without the trailing slash: <path>/<op> is asked */
+};
+
+struct eg_est_label {
+	char name[64];             /* "" for /.well-known/est/<op>; case-sensitive */
+	struct eg_est_upstream up[EG_EST_MAX_UPSTREAMS];
+	int nup;
+	SSL_CTX *client_ctx;       /* trust anchors of the upstream + the appliance identity */
+	int auth;                  /* EG_EST_AUTH_* methods, any one of which lets a device in */
+	int verify_name;           /* check the upstream certificate names the upstream host */
+};
+
+struct eg_est_user {
+	char name[64];
+	char hash[200];            /* pbkdf2-sha256$ITER$SALT_B64$HASH_B64 */
+};
+
+struct eg_est_conf {
+	char listen[EG_MAX_LISTEN][128];
+	int nlisten;
+	SSL_CTX *server_ctx;       /* device side: server certificate, device CA */
+	struct eg_est_label *labels;
+	int nlabels;
+	struct eg_est_user *users;
+	int nusers;
+	double connect_timeout;    /* seconds: connect + TLS handshake with an upstream */
+	double response_timeout;   /* seconds an upstream may take to answer */
+	int retry_after;           /* seconds told to devices when no upstream answers (503) */
+	double down_hold;          /* seconds a failed upstream is skipped while another one is left */
+};
+
+/* Compile the table at index idx (the value est.lua returned). conf_dir resolves relative
+ * paths; file is est.lua's path for error locations. 0, or -1 with err set. */
+int eg_est_conf_load(struct lua_State *L, int idx, const char *conf_dir, const char *file,
+		     struct eg_est_conf **out, struct eg_load_error *err);
+void eg_est_conf_free(struct eg_est_conf *c);
+
+/* The label named name (n bytes), or NULL: routing is exact and case-sensitive. */
+const struct eg_est_label *eg_est_conf_label(const struct eg_est_conf *c, const char *name, size_t n);
+
+/* 1 if user/password match a configured user, else 0 (constant time in the hash compare). */
+int eg_est_check_password(const struct eg_est_conf *c, const char *user, const char *password);
+
+/* Hash a password into the stored form (for `enrollgate hash-password`). 0 or -1. */
+int eg_est_hash_password(const char *password, char *out, size_t cap);
+
+#endif

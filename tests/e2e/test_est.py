@@ -1,0 +1,348 @@
+"""End-to-end tests of the EST registration authority: devices (curl, openssl) -> enrollgate ->
+the test EST CA (tests/est/estca.py) over mutual TLS, everything on 127.0.0.1."""
+import base64
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+from harness import EG_SRC, Daemon, free_port
+
+PY = "/usr/bin/python3"  # Debian's, with python3-cryptography (see tests/est/README.md)
+ESTCA = os.path.join(EG_SRC, "tests", "est", "estca.py")
+
+
+def run(*args, **kw):
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60, **kw)
+
+
+def pbkdf2_hash(password, iterations=20000):
+    salt = os.urandom(16)
+    h = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return "pbkdf2-sha256$%d$%s$%s" % (iterations, base64.b64encode(salt).decode(), base64.b64encode(h).decode())
+
+
+class CA:
+    """estca serve on a free port, with its control channel."""
+
+    def __init__(self, d, *extra):
+        self.port, self.control = free_port(), free_port()
+        ready = os.path.join(d, "ready-%d" % self.port)
+        self.proc = subprocess.Popen([PY, ESTCA, "serve", "--dir", d, "--port", str(self.port), "--control-port",
+                                      str(self.control), "--ready-file", ready] + list(extra),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("estca did not start")
+            time.sleep(0.05)
+
+    def ctl(self, path, body=None):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.control, path),
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     method="POST" if body is not None else "GET")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read() or b"{}")
+
+    def requests(self):
+        return self.ctl("/stats")["requests"]
+
+    def mode(self, mode, **kw):
+        self.ctl("/mode", dict(mode=mode, **kw))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+EST_LUA = """
+local est = require("policies.est")
+return {
+  listen = { "127.0.0.1:%(port)d" },
+  tls = { cert = "%(d)s/server.pem", key = "%(d)s/server.key", device_ca = "%(d)s/clientca.pem" },
+  identity = %(identity)s,
+  users = { ["dev-basic"] = "%(hash)s" },
+  timeouts = { connect = 2, response = %(response)s },
+  retry_after = 42,
+  down_hold = 0,
+  labels = {
+    [""]  = { upstreams = { "https://127.0.0.1:%(ca)d/.well-known/est" }, trust = "%(d)s/ca.pem" },
+    VPN   = { upstreams = { "https://127.0.0.1:%(ca)d/.well-known/est/VPN" }, trust = "%(d)s/ca.pem",
+              auth = { "cert", "basic" } },
+    fail  = { upstreams = { "https://127.0.0.1:%(dead)d/.well-known/est", "https://127.0.0.1:%(ca)d/.well-known/est" },
+              trust = "%(d)s/ca.pem" },
+    down  = { upstreams = { "https://127.0.0.1:%(dead)d/.well-known/est" }, trust = "%(d)s/ca.pem" },
+  },
+  on_enroll = est.policy{ labels = { ["*"] = { cn_in_san = true }, VPN = { dns_under = { %(vpn_domain)s } } } },
+}
+"""
+
+
+class EstTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = tempfile.mkdtemp(prefix="eg-est-")
+        d = cls.d
+        r = run(PY, ESTCA, "init", "--dir", d)
+        assert r.returncode == 0, r.stderr
+        # the appliance identity (encrypted key + passphrase file) and a device identity
+        for cn, out in (("enrollgate-appliance", "appliance"), ("device1.example.com", "device")):
+            r = run(PY, ESTCA, "issue-client", "--dir", d, "--cn", cn, "--out", os.path.join(d, out),
+                    "--password", "pw-" + out)
+            assert r.returncode == 0, r.stderr
+        cls.ca = CA(d, "--client-ca", os.path.join(d, "clientca.pem"), "--labels", "VPN")
+        cls.est_port, cls.dead = free_port(), free_port()
+        cls.eg = Daemon()
+        cls.write_est(cls)
+        cls.eg.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.eg.stop()
+        cls.ca.stop()
+        shutil.rmtree(cls.d, ignore_errors=True)
+
+    def write_est(self, vpn_domain='"vpn.example.com"', response=3, identity=None):
+        d = self.d
+        if identity is None:
+            identity = '{ cert = "%s/appliance.pem", key = "%s/appliance.key", passphrase_file = "%s/appliance.pass" }' % (d, d, d)
+        text = EST_LUA % dict(port=self.est_port, d=d, ca=self.ca.port, dead=self.dead, response=response,
+                              hash=pbkdf2_hash("s3cret"), vpn_domain=vpn_domain, identity=identity)
+        with open(os.path.join(self.eg.conf, "est.lua"), "w") as f:
+            f.write(text)
+
+    # --- helpers ---
+
+    def url(self, label, op):
+        return "https://localhost:%d/.well-known/est/%s%s" % (self.est_port, label + "/" if label else "", op)
+
+    def curl(self, url, *args, cert=True, body=None):
+        cmd = ["curl", "-sS", "--max-time", "20", "--cacert", os.path.join(self.d, "ca.pem"),
+               "-D", "-", "-o", os.path.join(self.d, "out.bin")]
+        if cert:
+            cmd += ["--cert", os.path.join(self.d, "device.pem"), "--key", os.path.join(self.d, "device.key"),
+                    "--pass", "pw-device"]
+        if body is not None:
+            path = os.path.join(self.d, "body.txt")
+            with open(path, "w") as f:
+                f.write(body)
+            cmd += ["-H", "Content-Type: application/pkcs10", "--data-binary", "@" + path]
+        r = run(*(cmd + list(args) + [url]))
+        head = r.stdout.split("\r\n\r\n")[0]
+        status = int(head.split()[1]) if head.startswith("HTTP/") else 0
+        with open(os.path.join(self.d, "out.bin"), "rb") as f:
+            out = f.read()
+        return status, head, out
+
+    def csr(self, name, *keyopts, cn=None, sans=None, wrap=True):
+        """A fresh key and base64 PKCS#10 (with line breaks if wrap)."""
+        key = os.path.join(self.d, name + ".key")
+        r = run("openssl", "genpkey", *keyopts, "-out", key)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        cn = cn or "%s.example.com" % name
+        sans = sans or "DNS:%s" % cn
+        r = subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", "/CN=" + cn, "-addext",
+                            "subjectAltName=" + sans, "-outform", "DER"], capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        b = base64.b64encode(r.stdout).decode()
+        return "\n".join(b[i:i + 64] for i in range(0, len(b), 64)) + "\n" if wrap else b
+
+    def issued_cert(self, body):
+        der = base64.b64decode(body)
+        pem = os.path.join(self.d, "issued.pem")
+        r = subprocess.run(["openssl", "pkcs7", "-inform", "DER", "-print_certs", "-out", pem], input=der,
+                           capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return pem
+
+    def audit(self, pred):
+        return [r for r in self.eg.log_records() if r.get("event") == "enroll" and pred(r)]
+
+    def ca_count(self):
+        return len(self.ca.requests())
+
+    # --- tests ---
+
+    def test_cacerts_relayed(self):
+        status, head, out = self.curl(self.url("", "cacerts"), cert=False)
+        self.assertEqual(status, 200, head)
+        self.assertIn("application/pkcs7-mime", head.lower())
+        pem = self.issued_cert(out)
+        r = run("openssl", "x509", "-in", pem, "-noout", "-fingerprint", "-sha256")
+        r2 = run("openssl", "x509", "-in", os.path.join(self.d, "ca.pem"), "-noout", "-fingerprint", "-sha256")
+        self.assertEqual(r.stdout, r2.stdout)
+
+    def test_every_accepted_key_type_enrolls(self):
+        keys = {
+            "rsa2048": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            "rsa3072": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
+            "ed25519": ["-algorithm", "ED25519"],
+        }
+        for curve in ("brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1", "prime256v1", "secp256k1",
+                      "secp384r1", "secp521r1"):
+            keys[curve] = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:" + curve]
+        for name, opts in keys.items():
+            before = self.ca_count()
+            status, head, out = self.curl(self.url("", "simpleenroll"), body=self.csr(name, *opts))
+            self.assertEqual(status, 200, "%s: %s %s" % (name, head, out[:200]))
+            pem = self.issued_cert(out)
+            r = run("openssl", "verify", "-CAfile", os.path.join(self.d, "ca.pem"), pem)
+            self.assertEqual(r.returncode, 0, name + r.stdout + r.stderr)
+            self.assertIn("%s.example.com" % name, run("openssl", "x509", "-in", pem, "-noout", "-subject").stdout)
+            reqs = self.ca.requests()
+            self.assertEqual(len(reqs), before + 1)
+            # the CA saw the appliance's identity, not the device's
+            self.assertIn("enrollgate-appliance", reqs[-1]["client_cert_subject"])
+        recs = self.audit(lambda r: r.get("result") == "issued" and "secp521r1" in r.get("csr_key", ""))
+        self.assertTrue(recs, self.eg.log()[-2000:])
+        self.assertTrue(recs[-1]["issued_serial"])
+        self.assertIn("device1.example.com", recs[-1]["device_cert"])
+
+    def test_refused_keys_never_reach_the_ca(self):
+        for name, opts, why in (
+                ("rsa1024", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"], "RSA key size 1024"),
+                ("p192", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime192v1"], "prime192v1"),
+                ("ed448", ["-algorithm", "ED448"], "ED448")):
+            before = self.ca_count()
+            status, head, out = self.curl(self.url("", "simpleenroll"), body=self.csr(name, *opts))
+            self.assertEqual(status, 400, head)
+            self.assertIn(why.encode(), out)
+            self.assertEqual(self.ca_count(), before)
+
+    def test_bad_signature_and_garbage(self):
+        body = self.csr("sig", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", wrap=False)
+        der = bytearray(base64.b64decode(body))
+        der[-1] ^= 1
+        before = self.ca_count()
+        status, _, out = self.curl(self.url("", "simpleenroll"), body=base64.b64encode(bytes(der)).decode())
+        self.assertEqual(status, 400)
+        self.assertIn(b"proof of possession", out)
+        status, _, out = self.curl(self.url("", "simpleenroll"), body="not base64 !!!")
+        self.assertEqual(status, 400)
+        self.assertEqual(self.ca_count(), before)
+
+    def test_unwrapped_base64(self):
+        status, head, _ = self.curl(self.url("", "simpleenroll"),
+                                    body=self.csr("flat", "-algorithm", "ED25519", wrap=False))
+        self.assertEqual(status, 200, head)
+
+    def test_labels_are_routed_and_case_sensitive(self):
+        ok = self.csr("gw1.vpn", "-algorithm", "ED25519", cn="gw1.vpn.example.com")
+        status, head, out = self.curl(self.url("VPN", "simpleenroll"), body=ok)
+        self.assertEqual(status, 200, head + out.decode(errors="replace"))
+        self.assertEqual(self.ca.requests()[-1]["label"], "VPN")
+        status, _, _ = self.curl(self.url("vpn", "simpleenroll"), body=ok)
+        self.assertEqual(status, 404)
+        status, _, _ = self.curl(self.url("nosuch", "cacerts"), cert=False)
+        self.assertEqual(status, 404)
+        status, _, out = self.curl(self.url("VPN", "simpleenroll"),
+                                   body=self.csr("other", "-algorithm", "ED25519", cn="x.example.org"))
+        self.assertEqual(status, 400)
+        self.assertIn(b"not under", out)
+
+    def test_credentials_required(self):
+        body = self.csr("nocred", "-algorithm", "ED25519")
+        before = self.ca_count()
+        status, head, _ = self.curl(self.url("", "simpleenroll"), cert=False, body=body)
+        self.assertEqual(status, 401, head)
+        status, head, _ = self.curl(self.url("VPN", "simpleenroll"), "-u", "dev-basic:wrong", cert=False, body=body)
+        self.assertEqual(status, 401)
+        self.assertIn("www-authenticate: basic", head.lower())
+        self.assertEqual(self.ca_count(), before)
+        body = self.csr("basic.vpn", "-algorithm", "ED25519", cn="basic.vpn.example.com")
+        status, head, _ = self.curl(self.url("VPN", "simpleenroll"), "-u", "dev-basic:s3cret", cert=False, body=body)
+        self.assertEqual(status, 200, head)
+        self.assertEqual(self.audit(lambda r: r.get("user") == "dev-basic")[-1]["result"], "issued")
+
+    def test_reenroll_must_keep_the_names(self):
+        # the device certificate is CN=device1.example.com (no SAN): a request for other names is refused
+        body = self.csr("re", "-algorithm", "ED25519", cn="device2.example.com")
+        before = self.ca_count()
+        status, _, out = self.curl(self.url("", "simplereenroll"), body=body)
+        self.assertEqual(status, 400)
+        self.assertIn(b"differs from the certificate being renewed", out)
+        self.assertEqual(self.ca_count(), before)
+
+    def test_failover_and_all_down(self):
+        body = self.csr("fo", "-algorithm", "ED25519")
+        status, head, _ = self.curl(self.url("fail", "simpleenroll"), body=body)
+        self.assertEqual(status, 200, head)
+        rec = self.audit(lambda r: r.get("label") == "fail")[-1]
+        self.assertIn(str(self.ca.port), rec["upstream"])
+        t0 = time.time()
+        status, head, _ = self.curl(self.url("down", "simpleenroll"), body=body)
+        self.assertEqual(status, 503, head)
+        self.assertIn("retry-after: 42", head.lower())
+        self.assertLess(time.time() - t0, 10)
+
+    def test_upstream_modes(self):
+        body = self.csr("modes", "-algorithm", "ED25519")
+        try:
+            self.ca.mode("retry", retry_after=7)
+            status, head, _ = self.curl(self.url("", "simpleenroll"), body=body)
+            self.assertEqual(status, 202, head)
+            self.assertIn("retry-after: 7", head.lower())
+            self.ca.mode("junk")
+            status, head, _ = self.curl(self.url("", "simpleenroll"), body=body)
+            self.assertEqual(status, 502, head)
+            self.ca.mode("fail")
+            status, _, _ = self.curl(self.url("", "simpleenroll"), body=body)
+            self.assertEqual(status, 500)  # the CA's own refusal, relayed
+            self.ca.mode("silent")
+            t0 = time.time()
+            status, head, _ = self.curl(self.url("", "simpleenroll"), body=body)
+            self.assertEqual(status, 503, head)  # response timeout 3 s, one upstream
+            self.assertLess(time.time() - t0, 10)
+        finally:
+            self.ca.mode("ok")
+
+    def test_reload_changes_the_decision(self):
+        body = self.csr("gw2.corp", "-algorithm", "ED25519", cn="gw2.corp.example.net")
+        status, _, _ = self.curl(self.url("VPN", "simpleenroll"), body=body)
+        self.assertEqual(status, 400)
+        pid, gen = self.eg.proc.pid, self.eg.status()["generation"]
+        self.write_est(vpn_domain='"vpn.example.com", "corp.example.net"')
+        self.eg.reload()
+        try:
+            st = self.eg.status()
+            self.assertEqual((st["pid"], st["generation"]), (pid, gen + 1))
+            status, head, _ = self.curl(self.url("VPN", "simpleenroll"), body=body)
+            self.assertEqual(status, 200, head)
+        finally:
+            self.write_est()
+            self.eg.reload()
+
+    def test_wrong_identity_password_is_a_check_error(self):
+        bad = os.path.join(self.d, "bad.pass")
+        with open(bad, "w") as f:
+            f.write("not-the-password\n")
+        conf = tempfile.mkdtemp(prefix="eg-est-check-")
+        try:
+            shutil.copytree(self.eg.conf, conf, dirs_exist_ok=True)
+            ident = '{ cert = "%s/appliance.pem", key = "%s/appliance.key", passphrase_file = "%s" }' % (self.d, self.d, bad)
+            with open(os.path.join(conf, "est.lua"), "w") as f:
+                f.write(EST_LUA % dict(port=self.est_port, d=self.d, ca=self.ca.port, dead=self.dead, response=3,
+                                       hash=pbkdf2_hash("x"), vpn_domain='"v"', identity=ident))
+            r = run(os.environ.get("EG_BIN", "build/enrollgate"), "check", "-c", conf)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("est.lua", r.stdout + r.stderr)
+            self.assertIn("wrong passphrase", r.stdout + r.stderr)
+            p12 = '{ pkcs12 = "%s/appliance.p12", password_file = "%s" }' % (self.d, bad)
+            with open(os.path.join(conf, "est.lua"), "w") as f:
+                f.write(EST_LUA % dict(port=self.est_port, d=self.d, ca=self.ca.port, dead=self.dead, response=3,
+                                       hash=pbkdf2_hash("x"), vpn_domain='"v"', identity=p12))
+            r = run(os.environ.get("EG_BIN", "build/enrollgate"), "check", "-c", conf)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("wrong password", r.stdout + r.stderr)
+        finally:
+            shutil.rmtree(conf, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
