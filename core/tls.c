@@ -165,6 +165,9 @@ SSL_CTX *eg_tls_server_ctx(const char *cert, const char *key, const char *key_pa
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* resumed sessions of clients that sent a certificate must not fail for want of a context */
+	static const unsigned char sid_ctx[] = "enrollgate";
+	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
 	if (use_pem_identity(ctx, cert, key, key_pass_file, err, errlen) < 0)
 		goto fail;
 	if (client_ca && client_ca[0]) {

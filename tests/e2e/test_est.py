@@ -178,6 +178,27 @@ class EstTest(unittest.TestCase):
         r2 = run("openssl", "x509", "-in", os.path.join(self.d, "ca.pem"), "-noout", "-fingerprint", "-sha256")
         self.assertEqual(r.stdout, r2.stdout)
 
+    def test_resumed_tls_session_with_client_certificate(self):
+        import socket
+        import ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(self.d, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(self.d, "device.pem"), os.path.join(self.d, "device.key"), "pw-device")
+        session = None
+        for attempt in range(2):
+            with socket.create_connection(("127.0.0.1", self.est_port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+                    s.sendall(b"GET /.well-known/est/cacerts HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    out = b""
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        out += chunk
+                    self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:100])
+                    if attempt == 1:
+                        self.assertTrue(s.session_reused)
+                    session = s.session
+
     def test_every_accepted_key_type_enrolls(self):
         keys = {
             "rsa2048": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
