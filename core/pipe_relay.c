@@ -23,6 +23,9 @@ int eg_pipe_relay_init(struct eg_pipe_relay *r, struct event_base *base, int src
 		return -1;
 	r->pipe_r = p[0];
 	r->pipe_w = p[1];
+	/* a larger pipe moves more per splice call and wake-up; the kernel may refuse (per-user
+	 * pipe page limits), and the default 64 KiB then does */
+	(void)fcntl(p[1], F_SETPIPE_SZ, EG_PIPE_SIZE);
 	r->rev = event_new(base, src, EV_READ | EV_PERSIST, cb, arg);
 	r->wev = event_new(base, dst, EV_WRITE | EV_PERSIST, cb, arg);
 	if (!r->rev || !r->wev) {

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #define EG_PIPE_CHUNK (1024 * 1024)  /* asked of one splice call; the pipe's size bounds what moves */
+#define EG_PIPE_SIZE (256 * 1024)    /* pipe capacity asked for (F_SETPIPE_SZ) */
 #define EG_PIPE_BUDGET (1024 * 1024) /* bytes one pump moves before it yields to other connections */
 
 struct eg_pipe_relay {
