@@ -86,13 +86,18 @@ static void render_metrics(struct eg_server *srv, struct evbuffer *b)
 		"enrollgate_hook_failures_total{kind=\"error\"} %llu\n"
 		"enrollgate_hook_failures_total{kind=\"timeout\"} %llu\n"
 		"enrollgate_hook_failures_total{kind=\"memory\"} %llu\n"
-		"# TYPE enrollgate_lua_memory_bytes gauge\nenrollgate_lua_memory_bytes %zu\n",
+		"# TYPE enrollgate_lua_memory_bytes gauge\nenrollgate_lua_memory_bytes %zu\n"
+		"# HELP enrollgate_relayed_bytes_total Bytes relayed for finished requests and tunnels.\n"
+		"# TYPE enrollgate_relayed_bytes_total counter\n"
+		"enrollgate_relayed_bytes_total{direction=\"client_to_upstream\"} %llu\n"
+		"enrollgate_relayed_bytes_total{direction=\"upstream_to_client\"} %llu\n",
 		(unsigned long long)m->connections_total, (unsigned long long)m->connections_refused,
 		(long long)m->active_connections, (long long)m->active_tunnels, (unsigned long long)m->tunnels_total,
 		(unsigned long long)m->tunnels_spliced, (unsigned long long)m->bodies_spliced,
 		(unsigned long long)srv->generation, (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed,
 		(unsigned long long)m->hooks.calls, (unsigned long long)m->hooks.errors, (unsigned long long)m->hooks.timeouts,
-		(unsigned long long)m->hooks.oom, eg_policy_lua_memory(srv->policy));
+		(unsigned long long)m->hooks.oom, eg_policy_lua_memory(srv->policy),
+		(unsigned long long)m->bytes_client_to_upstream, (unsigned long long)m->bytes_upstream_to_client);
 }
 
 static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype, struct evbuffer *b)

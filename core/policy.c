@@ -253,6 +253,24 @@ static int l_allow(lua_State *L)
 	return 1;
 }
 
+/* route(host, port): allow, but connect to host:port instead of the requested destination
+ * (a mirror, an internal relay). The route target must pass the allowlist itself. */
+static int l_route(lua_State *L)
+{
+	luaL_checkstring(L, 1);
+	lua_Integer port = luaL_checkinteger(L, 2);
+	if (port < 1 || port > 65535)
+		return luaL_error(L, "route: port must be 1-65535");
+	lua_createtable(L, 0, 3);
+	lua_pushliteral(L, "route");
+	lua_setfield(L, -2, "verdict");
+	lua_pushvalue(L, 1);
+	lua_setfield(L, -2, "host");
+	lua_pushinteger(L, port);
+	lua_setfield(L, -2, "port");
+	return 1;
+}
+
 static int l_deny(lua_State *L)
 {
 	lua_Integer status = luaL_optinteger(L, 1, 403);
@@ -426,6 +444,7 @@ static void build_sandbox(lua_State *L)
 	lua_register(L, "require", sandbox_require);
 	lua_register(L, "allow", l_allow);
 	lua_register(L, "deny", l_deny);
+	lua_register(L, "route", l_route);
 	lua_register(L, "rawset", l_rawset_guard);
 	lua_getglobal(L, "setmetatable");
 	lua_pushcclosure(L, l_setmetatable_guard, 1);
@@ -1010,9 +1029,12 @@ struct hook_call {
 	const struct eg_request_info *ri;
 	const struct eg_verdict *v;
 	struct ctx_ud *ud;
-	int kind; /* 0 no opinion, 1 allow, 2 deny, 3 malformed answer */
+	int kind; /* 0 no opinion, 1 allow, 2 deny, 3 malformed answer, 4 route */
 	int status;
 	char reason[184];
+	char route_host[256];
+	uint16_t route_port;
+	int route_is_ip;
 };
 
 static const struct eg_request_info *ctx_check(lua_State *L, struct ctx_ud **udp)
@@ -1252,6 +1274,20 @@ static int hook_finish(lua_State *co, int status, lua_KContext k)
 		lua_rawget(co, t);
 		snprintf(hc->reason, sizeof(hc->reason), "%s",
 			 lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : "denied by policy");
+	} else if (verdict && strcmp(verdict, "route") == 0) {
+		lua_pushliteral(co, "host");
+		lua_rawget(co, t);
+		lua_pushliteral(co, "port");
+		lua_rawget(co, t);
+		size_t n = 0;
+		const char *host = lua_type(co, -2) == LUA_TSTRING ? lua_tolstring(co, -2, &n) : NULL;
+		lua_Integer port = lua_isinteger(co, -1) ? lua_tointeger(co, -1) : 0;
+		int fam = host ? eg_http_normalize_host(host, n, hc->route_host, sizeof(hc->route_host)) : -1;
+		if (fam >= 0 && port >= 1 && port <= 65535) {
+			hc->kind = 4;
+			hc->route_port = (uint16_t)port;
+			hc->route_is_ip = fam;
+		}
 	}
 	return 0;
 }
@@ -1344,7 +1380,12 @@ static void run_hook(struct eg_policy *p, int ref, const struct eg_request_info 
 		p->in_hook = 0;
 		lua_sethook(co, NULL, 0, 0);
 		lua_settop(co, 0);
-		if (hc.kind == 2) {
+		if (hc.kind == 4) {
+			snprintf(v->route_host, sizeof(v->route_host), "%s", hc.route_host);
+			v->route_port = hc.route_port;
+			v->route_is_ip = hc.route_is_ip;
+			v->stage = "hook";
+		} else if (hc.kind == 2) {
 			deny(v, hc.status, "hook", "%s", hc.reason);
 		} else if (hc.kind == 3) {
 			if (p->stats)
@@ -1397,6 +1438,17 @@ void eg_policy_decide(struct eg_policy *p, const struct eg_request_info *ri, str
 	int ref = is_connect ? p->ref_on_connect : p->ref_on_request;
 	if (ref != LUA_NOREF)
 		run_hook(p, ref, ri, v);
+	if (v->allow && v->route_host[0]) {
+		/* a route may narrow or redirect, never widen: its target must be allowed itself */
+		rule = NULL;
+		r = eg_allowlist_match_name(p->allowlist, v->route_host, v->route_is_ip, v->route_port, &rule);
+		if (r == EG_DENY_HOST || r == EG_DENY_PORT) {
+			deny(v, 403, "hook", "route target %.100s:%u is not in the allowlist", v->route_host, v->route_port);
+			return;
+		}
+		v->rule = r == EG_ALLOW_MATCH ? rule : NULL;
+		v->deferred = r == EG_ALLOW_DEFER;
+	}
 }
 
 void eg_policy_check_addr(struct eg_policy *p, const struct sockaddr *sa, uint16_t port, struct eg_verdict *v)
@@ -1430,6 +1482,8 @@ void eg_policy_client_hello(struct eg_policy *p, const struct eg_request_info *r
 	}
 	if (p->ref_on_client_hello != LUA_NOREF)
 		run_hook(p, p->ref_on_client_hello, ri, v);
+	if (v->allow && v->route_host[0])
+		deny(v, 403, "hook-error", "on_client_hello cannot route: the tunnel is already connected");
 }
 
 /* ---- self-test vectors ---- */
@@ -1444,6 +1498,8 @@ void eg_policy_enroll(struct eg_policy *p, const struct eg_request_info *ri, str
 	v->allow = 1;
 	v->stage = "hook";
 	run_hook(p, p->ref_on_enroll, ri, v);
+	if (v->allow && v->route_host[0])
+		deny(v, 403, "hook-error", "on_enroll cannot route: upstreams come from est.lua");
 }
 
 static int run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_ctx *lc, const char *file)

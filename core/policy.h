@@ -99,6 +99,9 @@ struct eg_verdict {
 	const struct eg_rule *rule;  /* allowlist rule that matched (allow) or NULL */
 	int deferred;             /* allowed pending a CIDR-only rule on the resolved address */
 	const char *stage;        /* who decided: "allowlist", "hook", "hook-error", "address" */
+	char route_host[256];     /* route(host, port) from a hook: connect there instead ("" = no) */
+	uint16_t route_port;
+	int route_is_ip;          /* 0, 4 or 6 */
 };
 
 /* Build a generation from conf_dir (enrollgate.lua, policy.lua) and the Lua bundle in

@@ -177,6 +177,8 @@ void eg_conn_log_access(struct eg_conn *c, int status)
 	struct eg_server *srv = c->srv;
 	if (status > 0 && status < 600)
 		srv->metrics.responses_by_status[status]++;
+	srv->metrics.bytes_client_to_upstream += c->bytes_in;
+	srv->metrics.bytes_upstream_to_client += c->bytes_out;
 	if (c->verdict.allow && status < 400)
 		srv->metrics.requests_allowed++;
 	else
@@ -199,6 +201,12 @@ void eg_conn_log_access(struct eg_conn *c, int status)
 		eg_jbuf_str(&j, "target", tgt);
 		eg_jbuf_str(&j, "host", c->target.host);
 		eg_jbuf_int(&j, "port", c->target.port);
+		if (c->verdict.route_host[0]) {
+			char rt[300];
+			snprintf(rt, sizeof(rt), c->verdict.route_is_ip == 6 ? "[%s]:%u" : "%s:%u", c->verdict.route_host,
+				 c->verdict.route_port);
+			eg_jbuf_str(&j, "route", rt);
+		}
 	}
 	eg_jbuf_int(&j, "status", status);
 	eg_jbuf_str(&j, "verdict", c->verdict.allow && status < 400 ? "allow" : "deny");
@@ -544,6 +552,22 @@ static void copy_method(struct eg_conn *c)
 
 static void resolve_and_connect(struct eg_conn *c);
 
+/* Where the request goes: the target, or the hook's route(host, port). */
+static const char *dest_host(const struct eg_conn *c)
+{
+	return c->verdict.route_host[0] ? c->verdict.route_host : c->target.host;
+}
+
+static uint16_t dest_port(const struct eg_conn *c)
+{
+	return c->verdict.route_host[0] ? c->verdict.route_port : c->target.port;
+}
+
+static int dest_is_ip(const struct eg_conn *c)
+{
+	return c->verdict.route_host[0] ? c->verdict.route_is_ip : c->target.host_is_ip;
+}
+
 static void process_head(struct eg_conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->cbev);
@@ -631,10 +655,10 @@ static void process_head(struct eg_conn *c)
 	/* reading goes on (no epoll_ctl per request); what a pipelining client sends next waits,
 	 * bounded by the watermark, until await_head */
 	bufferevent_setwatermark(c->cbev, EV_READ, 0, PIPELINE_HOLD);
-	if (!c->is_connect && c->ubev && c->up_reusable && strcmp(c->up_host, c->target.host) == 0 &&
-	    c->up_port == c->target.port) {
+	if (!c->is_connect && c->ubev && c->up_reusable && strcmp(c->up_host, dest_host(c)) == 0 &&
+	    c->up_port == dest_port(c)) {
 		/* kept-alive upstream: same destination; re-check its address under this generation */
-		eg_policy_check_addr(c->pol, (struct sockaddr *)&c->up_addr, c->target.port, &c->verdict);
+		eg_policy_check_addr(c->pol, (struct sockaddr *)&c->up_addr, dest_port(c), &c->verdict);
 		if (!c->verdict.allow) {
 			eg_conn_send_error(c, c->verdict.status, c->verdict.reason);
 			return;
@@ -658,7 +682,7 @@ static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 	c->dns_req = NULL;
 	if (err) {
 		char msg[160];
-		snprintf(msg, sizeof(msg), "cannot resolve %.100s: %s", c->target.host, evutil_gai_strerror(err));
+		snprintf(msg, sizeof(msg), "cannot resolve %.100s: %s", dest_host(c), evutil_gai_strerror(err));
 		eg_conn_send_error(c, 502, msg);
 		return;
 	}
@@ -677,12 +701,12 @@ static void resolve_and_connect(struct eg_conn *c)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
 	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
-	if (c->target.host_is_ip)
+	if (dest_is_ip(c))
 		hints.ai_flags = EVUTIL_AI_NUMERICHOST;
-	snprintf(port, sizeof(port), "%u", c->target.port);
+	snprintf(port, sizeof(port), "%u", dest_port(c));
 	c->state = EG_ST_RESOLVING;
 	arm_timer(c, s->dns_timeout);
-	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(c->srv->dns, c->target.host, port, &hints, dns_cb, c);
+	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(c->srv->dns, dest_host(c), port, &hints, dns_cb, c);
 	/* the callback may already have run (numeric host, hosts file, cache) */
 	if (req && c->state == EG_ST_RESOLVING && !c->ai)
 		c->dns_req = req;
@@ -696,7 +720,7 @@ static void connect_next(struct eg_conn *c)
 	for (; c->ai_next; c->ai_next = c->ai_next->ai_next) {
 		struct evutil_addrinfo *a = c->ai_next;
 		struct eg_verdict v = c->verdict;
-		eg_policy_check_addr(c->pol, a->ai_addr, c->target.port, &v);
+		eg_policy_check_addr(c->pol, a->ai_addr, dest_port(c), &v);
 		if (!v.allow) {
 			if (!have_denial) {
 				first_denial = v;
@@ -737,8 +761,8 @@ static void upstream_connected(struct eg_conn *c)
 	evtimer_del(c->timer);
 	int one = 1;
 	setsockopt(bufferevent_getfd(c->ubev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	snprintf(c->up_host, sizeof(c->up_host), "%s", c->target.host);
-	c->up_port = c->target.port;
+	snprintf(c->up_host, sizeof(c->up_host), "%s", dest_host(c));
+	c->up_port = dest_port(c);
 	if (c->ai) {
 		evutil_freeaddrinfo(c->ai);
 		c->ai = NULL;

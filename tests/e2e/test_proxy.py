@@ -648,5 +648,80 @@ class BodyRelayTest(unittest.TestCase):
                 eg.stop()
 
 
+class RouteTest(unittest.TestCase):
+    """route(host, port) from a hook: the request goes elsewhere, and only to an allowed place."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="eg-route-")
+        cert, key = make_tls_cert(self.tmp)
+        self.cert = cert
+        self.origin, self.mirror, self.tls = Origin(), Origin(), Origin(cert, key)
+        self.eg = Daemon(policy="""return { api_version = 1,
+          allowlist = {
+            { name = "names", hosts = { "localhost", "tunnel.test" }, cidrs = { "127.0.0.1/32" }, ports = { %d, 443 } },
+            { name = "mirror", hosts = { "127.0.0.1" }, cidrs = { "127.0.0.1/32" }, ports = { %d, %d } },
+          },
+          on_request = function(ctx)
+            if ctx.path:find("^/mirror") then return route("127.0.0.1", %d) end
+            if ctx.path:find("^/nowhere") then return route("10.9.9.9", 80) end
+          end,
+          on_connect = function(ctx)
+            if ctx.host == "tunnel.test" then return route("127.0.0.1", %d) end
+          end,
+        }""" % (self.origin.port, self.mirror.port, self.tls.port, self.mirror.port, self.tls.port))
+        self.eg.start()
+
+    def tearDown(self):
+        self.eg.stop()
+        for o in (self.origin, self.mirror, self.tls):
+            o.stop()
+
+    def test_request_routed_to_the_mirror(self):
+        code, body = proxy_get(self.eg.port, "http://localhost:%d/mirror/x" % self.origin.port)
+        self.assertEqual(code, 200)
+        self.assertEqual(body, b"path=/mirror/x")
+        self.assertEqual(self.origin.requests, [])
+        self.assertEqual(len(self.mirror.requests), 1)
+        self.assertEqual(self.mirror.requests[0][2]["Host"], "localhost:%d" % self.origin.port)
+        code, body = proxy_get(self.eg.port, "http://localhost:%d/plain" % self.origin.port)
+        self.assertEqual((code, body), (200, b"path=/plain"))
+        self.assertEqual(len(self.origin.requests), 1)
+        recs = [r for r in self.eg.log_records() if r.get("event") == "access" and r.get("route")]
+        self.assertEqual(recs[-1]["route"], "127.0.0.1:%d" % self.mirror.port)
+        before = self.eg.metrics()
+        out = raw(self.eg.port, b"POST http://localhost:%d/echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n"
+                  b"Connection: close\r\n\r\n" % self.origin.port + b"y" * 1000)
+        self.assertEqual(status_of(out), 200)
+        m = self.eg.metrics()
+        up, down = ('enrollgate_relayed_bytes_total{direction="%s"}' % d for d in ("client_to_upstream", "upstream_to_client"))
+        self.assertEqual(m[up] - before[up], 1000)  # bodies and tunnel bytes, not heads
+        self.assertEqual(m[down] - before[down], 1000)
+
+    def test_route_outside_the_allowlist_is_refused(self):
+        code, body = proxy_get(self.eg.port, "http://localhost:%d/nowhere" % self.origin.port)
+        self.assertEqual(code, 403)
+        self.assertIn(b"route target 10.9.9.9:80 is not in the allowlist", body)
+
+    def test_tunnel_routed(self):
+        import ssl
+        s = socket.create_connection(("127.0.0.1", self.eg.port), timeout=5)
+        s.sendall(b"CONNECT tunnel.test:443 HTTP/1.1\r\nHost: tunnel.test:443\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        self.assertEqual(status_of(head), 200)
+        ctx = ssl.create_default_context(cafile=self.cert)
+        t = ctx.wrap_socket(s, server_hostname="localhost")
+        t.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        got = b""
+        while True:
+            chunk = t.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        t.close()
+        self.assertTrue(got.endswith(b"x" * 100), got[-200:])
+
+
 if __name__ == "__main__":
     unittest.main()
