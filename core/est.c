@@ -38,10 +38,29 @@
 #define EST_DEVICE_TIMEOUT 30          /* seconds a device connection may stall */
 #define EST_MAX_ANSWER (1024 * 1024)   /* most bytes taken from an upstream answer */
 #define EST_HEALTH_SLOTS 64
+#define EST_CACHE_SLOTS EG_EST_MAX_LABELS
+#define EST_STAT_SLOTS 256
 
 struct upstream_health {
 	char url[512];
 	double down_until;                 /* monotonic seconds; 0 = healthy */
+};
+
+/* The last good cacerts answer of a label (kept across reloads, keyed by label name). */
+struct cacerts_cache {
+	char label[64];
+	int used;
+	double stored_at;                  /* monotonic seconds */
+	char content_type[128];
+	char cte[32];                      /* Content-Transfer-Encoding, or "" */
+	struct evbuffer *body;
+};
+
+/* Counter of EST requests by label and result, for /metrics. */
+struct est_stat {
+	char label[64];
+	const char *result;                /* a static string */
+	unsigned long long n;
 };
 
 struct eg_est {
@@ -49,6 +68,9 @@ struct eg_est {
 	struct evhttp *http;
 	SSL_CTX *ctx;                      /* server context new connections get (a reference) */
 	struct upstream_health health[EST_HEALTH_SLOTS];
+	struct cacerts_cache cache[EST_CACHE_SLOTS];
+	struct est_stat stats[EST_STAT_SLOTS];
+	unsigned long long stats_other;    /* label/result pairs beyond the table */
 };
 
 /* One device request being relayed. Owns its generation reference and the upstream attempt. */
@@ -118,9 +140,27 @@ static void send_text(struct evhttp_request *req, int code, const char *reason)
 		evbuffer_free(b);
 }
 
+static void count_result(struct eg_est *e, const char *label, const char *result)
+{
+	for (int i = 0; i < EST_STAT_SLOTS; i++) {
+		struct est_stat *s = &e->stats[i];
+		if (!s->result) {
+			snprintf(s->label, sizeof(s->label), "%s", label);
+			s->result = result;
+		}
+		if (strcmp(s->result, result) == 0 && strcmp(s->label, label) == 0) {
+			s->n++;
+			return;
+		}
+	}
+	e->stats_other++;
+}
+
+/* `outcome` must be a string literal: the metrics keep the pointer. */
 static void audit(struct est_call *call, int status, const char *outcome, const char *detail, X509 *issued)
 {
 	struct eg_jbuf j;
+	count_result(call->est, call->label ? call->label->name : "(none)", outcome);
 	eg_jbuf_begin(&j, status >= 500 ? EG_LOG_WARN : EG_LOG_INFO, "enroll");
 	eg_jbuf_str(&j, "protocol", "est");
 	eg_jbuf_str(&j, "client", call->client);
@@ -197,6 +237,65 @@ static struct upstream_health *health_of(struct eg_est *e, const char *url, int 
 	snprintf(h->url, sizeof(h->url), "%s", url);
 	h->down_until = 0;
 	return h;
+}
+
+/* ---- cacerts cache ---- */
+
+static struct cacerts_cache *cache_of(struct eg_est *e, const char *label, int create)
+{
+	struct cacerts_cache *oldest = &e->cache[0];
+	for (int i = 0; i < EST_CACHE_SLOTS; i++) {
+		struct cacerts_cache *c = &e->cache[i];
+		if (c->used && strcmp(c->label, label) == 0)
+			return c;
+		if (!c->used || c->stored_at < oldest->stored_at)
+			oldest = c;
+	}
+	if (!create)
+		return NULL;
+	if (oldest->body)
+		evbuffer_free(oldest->body);
+	memset(oldest, 0, sizeof(*oldest));
+	snprintf(oldest->label, sizeof(oldest->label), "%s", label);
+	oldest->body = evbuffer_new();
+	oldest->used = oldest->body != NULL;
+	return oldest->used ? oldest : NULL;
+}
+
+static void cache_store(struct eg_est *e, const char *label, const char *ctype, const char *cte, struct evbuffer *body)
+{
+	struct cacerts_cache *c = cache_of(e, label, 1);
+	if (!c)
+		return;
+	evbuffer_drain(c->body, evbuffer_get_length(c->body));
+	evbuffer_add(c->body, evbuffer_pullup(body, -1), evbuffer_get_length(body));
+	snprintf(c->content_type, sizeof(c->content_type), "%s", ctype ? ctype : "application/pkcs7-mime");
+	snprintf(c->cte, sizeof(c->cte), "%s", cte ? cte : "");
+	c->stored_at = mono();
+}
+
+/* Answer cacerts from the cache when it is fresh enough (max_age seconds; negative: any age).
+ * 1 if answered (the call is then finished), 0 if not. */
+static int cache_answer(struct est_call *call, double max_age, const char *outcome)
+{
+	struct cacerts_cache *c = cache_of(call->est, call->label->name, 0);
+	if (!c || (max_age >= 0 && mono() - c->stored_at > max_age))
+		return 0;
+	struct evkeyvalq *dh = evhttp_request_get_output_headers(call->req);
+	evhttp_add_header(dh, "Content-Type", c->content_type);
+	if (c->cte[0])
+		evhttp_add_header(dh, "Content-Transfer-Encoding", c->cte);
+	struct evbuffer *b = evbuffer_new();
+	if (!b)
+		return 0;
+	evbuffer_add(b, evbuffer_pullup(c->body, -1), evbuffer_get_length(c->body));
+	evhttp_send_reply(call->req, 200, "OK", b);
+	evbuffer_free(b);
+	char age[64];
+	snprintf(age, sizeof(age), "cached %.0f s ago", mono() - c->stored_at);
+	audit(call, 200, outcome, age, NULL);
+	call_free(call);
+	return 1;
 }
 
 /* ---- upstream attempts ---- */
@@ -295,6 +394,8 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 			return;
 		}
 	}
+	if (code == 200 && strcmp(call->op, "cacerts") == 0 && call->pol->est->cacerts_cache > 0)
+		cache_store(e, call->label->name, ctype, evhttp_find_header(uh, "Content-Transfer-Encoding"), in);
 	evhttp_add_header(dh, "Content-Type", ctype ? ctype : "application/octet-stream");
 	static const char *const pass[] = { "Content-Transfer-Encoding", "Retry-After", NULL };
 	for (int i = 0; pass[i]; i++) {
@@ -390,6 +491,11 @@ static void try_next_upstream(struct est_call *call)
 		}
 		/* evhttp freed ureq; the connection is ours */
 		evhttp_connection_free(conn);
+	}
+	/* cacerts while every upstream is down: the last good answer, whatever its age */
+	if (strcmp(call->op, "cacerts") == 0 && conf->cacerts_cache > 0 && cache_answer(call, -1, "cached-upstream-down")) {
+		eg_log(EG_LOG_WARN, "est", "label '%s': every upstream is down; cacerts served from cache", lb->name);
+		return;
 	}
 	call_fail(call, 503, "upstream-down", call->tried ? "no upstream CA answered" : "every upstream CA is marked down");
 }
@@ -576,6 +682,8 @@ static void est_request_cb(struct evhttp_request *req, void *arg)
 		eg_csr_free(csr);
 	}
 	eg_csr_free(cert_names);
+	if (strcmp(op, "cacerts") == 0 && conf->cacerts_cache > 0 && cache_answer(call, conf->cacerts_cache, "cached"))
+		return;
 	try_next_upstream(call);
 }
 
@@ -640,10 +748,30 @@ int eg_est_start(struct eg_server *srv)
 	return 0;
 }
 
+void eg_est_render_metrics(struct eg_est *e, struct evbuffer *b)
+{
+	if (!e)
+		return;
+	evbuffer_add_printf(b, "# HELP enrollgate_est_requests_total EST requests by label and result.\n"
+			       "# TYPE enrollgate_est_requests_total counter\n");
+	for (int i = 0; i < EST_STAT_SLOTS && e->stats[i].result; i++) {
+		char label[160];
+		eg_json_escape(label, sizeof(label), e->stats[i].label, strlen(e->stats[i].label));
+		evbuffer_add_printf(b, "enrollgate_est_requests_total{label=\"%s\",result=\"%s\"} %llu\n", label,
+				    e->stats[i].result, e->stats[i].n);
+	}
+	if (e->stats_other)
+		evbuffer_add_printf(b, "enrollgate_est_requests_total{label=\"(other)\",result=\"(other)\"} %llu\n",
+				    e->stats_other);
+}
+
 void eg_est_free(struct eg_est *e)
 {
 	if (!e)
 		return;
+	for (int i = 0; i < EST_CACHE_SLOTS; i++)
+		if (e->cache[i].body)
+			evbuffer_free(e->cache[i].body);
 	if (e->http)
 		evhttp_free(e->http);
 	SSL_CTX_free(e->ctx);

@@ -14,4 +14,8 @@ struct eg_est;
 int eg_est_start(struct eg_server *srv);
 void eg_est_free(struct eg_est *e);
 
+struct evbuffer;
+/* Prometheus lines: enrollgate_est_requests_total{label,result}. Nothing when e is NULL. */
+void eg_est_render_metrics(struct eg_est *e, struct evbuffer *b);
+
 #endif

@@ -288,9 +288,10 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 	c->connect_timeout = 10;
 	c->response_timeout = 60;
 	c->down_hold = 30;
+	c->cacerts_cache = 3600;
 	double retry_after = 60;
 	static const char *const known[] = { "listen", "tls", "identity", "users", "labels", "timeouts", "retry_after",
-					     "down_hold", "on_enroll", NULL };
+					     "down_hold", "cacerts_cache", "on_enroll", NULL };
 	if (!lua_istable(L, t)) {
 		fail(err, file, NULL, "est.lua must return a table");
 		goto fail;
@@ -353,7 +354,8 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 	}
 	lua_pop(L, 1);
 	if (get_number(L, t, "retry_after", 1, 86400, &retry_after, "est", file, err) < 0 ||
-	    get_number(L, t, "down_hold", 0, 3600, &c->down_hold, "est", file, err) < 0)
+	    get_number(L, t, "down_hold", 0, 3600, &c->down_hold, "est", file, err) < 0 ||
+	    get_number(L, t, "cacerts_cache", 0, 86400 * 30, &c->cacerts_cache, "est", file, err) < 0)
 		goto fail;
 	c->retry_after = (int)retry_after;
 

@@ -58,6 +58,7 @@ struct eg_est_conf {
 	double response_timeout;   /* seconds an upstream may take to answer */
 	int retry_after;           /* seconds told to devices when no upstream answers (503) */
 	double down_hold;          /* seconds a failed upstream is skipped while another one is left */
+	double cacerts_cache;      /* seconds a cacerts answer is served from cache (0: not cached) */
 };
 
 /* Compile the table at index idx (the value est.lua returned). conf_dir resolves relative

@@ -71,6 +71,7 @@ return {
   timeouts = { connect = 2, response = %(response)s },
   retry_after = 42,
   down_hold = 0,
+  cacerts_cache = 1,
   labels = {
     [""]  = { upstreams = { "https://127.0.0.1:%(ca)d/.well-known/est" }, trust = "%(d)s/ca.pem" },
     VPN   = { upstreams = { "https://127.0.0.1:%(ca)d/.well-known/est/VPN" }, trust = "%(d)s/ca.pem",
@@ -177,6 +178,28 @@ class EstTest(unittest.TestCase):
         r = run("openssl", "x509", "-in", pem, "-noout", "-fingerprint", "-sha256")
         r2 = run("openssl", "x509", "-in", os.path.join(self.d, "ca.pem"), "-noout", "-fingerprint", "-sha256")
         self.assertEqual(r.stdout, r2.stdout)
+
+    def test_cacerts_cache_and_stale_answer_while_down(self):
+        time.sleep(1.1)  # whatever earlier tests cached is stale now
+        before = self.ca_count()
+        s1, _, first = self.curl(self.url("", "cacerts"), cert=False)
+        s2, _, second = self.curl(self.url("", "cacerts"), cert=False)
+        self.assertEqual((s1, s2), (200, 200))
+        self.assertEqual(first, second)
+        self.assertEqual(self.ca_count(), before + 1)  # the second one came from the cache
+        self.assertEqual(self.audit(lambda r: r.get("op") == "cacerts")[-1]["result"], "cached")
+        time.sleep(1.1)
+        try:
+            self.ca.ctl("/mode", {"mode": "silent", "scope": "all"})
+            s3, head, third = self.curl(self.url("", "cacerts"), cert=False)
+            self.assertEqual(s3, 200, head)
+            self.assertEqual(third, first)
+            self.assertEqual(self.audit(lambda r: r.get("op") == "cacerts")[-1]["result"], "cached-upstream-down")
+        finally:
+            self.ca.ctl("/mode", {"mode": "ok", "scope": "enroll"})
+        m = self.eg.metrics()
+        self.assertGreaterEqual(m['enrollgate_est_requests_total{label="",result="cached"}'], 1)
+        self.assertGreaterEqual(m['enrollgate_est_requests_total{label="",result="cached-upstream-down"}'], 1)
 
     def test_resumed_tls_session_with_client_certificate(self):
         import socket
