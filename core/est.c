@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -746,6 +747,124 @@ int eg_est_start(struct eg_server *srv)
 		eg_log(EG_LOG_INFO, "est", "EST listening on %s (%d label%s)", a, conf->nlabels, conf->nlabels == 1 ? "" : "s");
 	}
 	return 0;
+}
+
+/* ---- enrollgate test-upstream ---- */
+
+struct probe {
+	int status;
+	struct evbuffer *body;
+	char tls[160];                     /* protocol, cipher, server certificate */
+	struct evhttp_connection *conn;
+};
+
+static void probe_done_cb(struct evhttp_request *ureq, void *arg)
+{
+	struct probe *pr = arg;
+	pr->status = ureq ? evhttp_request_get_response_code(ureq) : 0;
+	if (pr->status) {
+		evbuffer_add_buffer(pr->body, evhttp_request_get_input_buffer(ureq));
+		SSL *ssl = bufferevent_openssl_get_ssl(evhttp_connection_get_bufferevent(pr->conn));
+		if (ssl)
+			snprintf(pr->tls, sizeof(pr->tls), "%s, %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+	}
+	event_base_loopexit(evhttp_connection_get_base(pr->conn), NULL);
+}
+
+static void print_cert(FILE *out, const char *indent, X509 *x)
+{
+	char subj[256], serial[80], fp[3 * EVP_MAX_MD_SIZE + 1] = "";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	eg_tls_describe_cert(x, subj, sizeof(subj), serial, sizeof(serial));
+	if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1)
+		for (unsigned int i = 0; i < mdlen; i++)
+			snprintf(fp + 3 * i, sizeof(fp) - 3 * i, "%02X%s", md[i], i + 1 < mdlen ? ":" : "");
+	fprintf(out, "%s%s\n%s  serial %s\n%s  SHA-256 %s\n", indent, subj, indent, serial, indent, fp);
+}
+
+int eg_est_test_upstream(struct eg_policy *p, const char *label, FILE *out)
+{
+	const struct eg_est_conf *conf = p->est;
+	if (!conf) {
+		fprintf(out, "no est.lua in this configuration\n");
+		return 1;
+	}
+	const struct eg_est_label *lb = eg_est_conf_label(conf, label, strlen(label));
+	if (!lb) {
+		fprintf(out, "no label \"%s\" in est.lua\n", label);
+		return 1;
+	}
+	X509 *id = SSL_CTX_get0_certificate(lb->client_ctx);
+	fprintf(out, "label \"%s\": identity used toward the CA:\n", label);
+	if (id)
+		print_cert(out, "  ", id);
+	else
+		fprintf(out, "  (none: no identity in est.lua)\n");
+	int ok_count = 0;
+	for (int i = 0; i < lb->nup; i++) {
+		const struct eg_est_upstream *up = &lb->up[i];
+		struct event_base *base = event_base_new();
+		struct evdns_base *dns = base ? evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS) : NULL;
+		struct probe pr = { .body = evbuffer_new() };
+		SSL *ssl = base ? upstream_ssl(lb, up) : NULL;
+		struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+									       BEV_OPT_CLOSE_ON_FREE) : NULL;
+		pr.conn = bev ? evhttp_connection_base_bufferevent_new(base, dns, bev, up->host, up->port) : NULL;
+		struct evhttp_request *req = pr.conn && pr.body ? evhttp_request_new(probe_done_cb, &pr) : NULL;
+		fprintf(out, "upstream %s:\n", up->url);
+		if (req) {
+			struct timeval tv = { (time_t)conf->response_timeout, 0 };
+			char path[300], hosthdr[300];
+			evhttp_connection_set_timeout_tv(pr.conn, &tv);
+			evhttp_connection_set_retries(pr.conn, 0);
+			snprintf(hosthdr, sizeof(hosthdr), strchr(up->host, ':') ? "[%s]:%u" : "%s:%u", up->host, up->port);
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Host", hosthdr);
+			snprintf(path, sizeof(path), "%s/cacerts", up->path);
+			if (evhttp_make_request(pr.conn, req, EVHTTP_REQ_GET, path) == 0)
+				event_base_dispatch(base);
+		} else if (bev && !pr.conn) {
+			bufferevent_free(bev);
+		} else if (!bev) {
+			SSL_free(ssl);
+		}
+		X509 *first = NULL;
+		if (pr.status == 0) {
+			fprintf(out, "  FAILED: connection, TLS handshake (server certificate, our identity) or timeout\n");
+		} else {
+			fprintf(out, "  TLS %s; cacerts answered %d\n", pr.tls, pr.status);
+			first = pr.status == 200 ? first_cert_of(pr.body) : NULL;
+			if (pr.status == 200 && !first)
+				fprintf(out, "  FAILED: the answer is not a base64 PKCS#7\n");
+		}
+		if (first) {
+			/* the whole chain the CA sent */
+			size_t n = evbuffer_get_length(pr.body);
+			unsigned char *der = malloc(n);
+			long dl = der ? eg_base64_decode_ws((const char *)evbuffer_pullup(pr.body, -1), n, der, n) : -1;
+			const unsigned char *q = der;
+			PKCS7 *p7 = dl > 0 ? d2i_PKCS7(NULL, &q, dl) : NULL;
+			STACK_OF(X509) *certs = p7 && PKCS7_type_is_signed(p7) ? p7->d.sign->cert : NULL;
+			fprintf(out, "  CA certificates (%d):\n", certs ? sk_X509_num(certs) : 0);
+			for (int k = 0; certs && k < sk_X509_num(certs); k++)
+				print_cert(out, "    ", sk_X509_value(certs, k));
+			PKCS7_free(p7);
+			free(der);
+			X509_free(first);
+			ok_count++;
+		}
+		if (pr.conn)
+			evhttp_connection_free(pr.conn);
+		if (pr.body)
+			evbuffer_free(pr.body);
+		if (dns)
+			evdns_base_free(dns, 0);
+		if (base)
+			event_base_free(base);
+	}
+	fprintf(out, "%s: %d of %d upstream%s working\n", ok_count ? "OK" : "FAILED", ok_count, lb->nup,
+		lb->nup == 1 ? "" : "s");
+	return ok_count ? 0 : 1;
 }
 
 void eg_est_render_metrics(struct eg_est *e, struct evbuffer *b)

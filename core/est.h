@@ -6,13 +6,21 @@
 #ifndef EG_EST_H
 #define EG_EST_H
 
+#include <stdio.h>
+
 struct eg_server;
 struct eg_est;
+struct eg_policy;
 
 /* Bind the EST listeners of the live generation's est.lua (if any) and serve on srv's loop.
  * 0 (also when EST is not configured), -1 on failure (logged). */
 int eg_est_start(struct eg_server *srv);
 void eg_est_free(struct eg_est *e);
+
+/* `enrollgate test-upstream LABEL`: for each upstream of the label, a mutual-TLS handshake with
+ * the appliance identity and a GET cacerts; prints the identity, the TLS result and the CA
+ * chain with SHA-256 fingerprints to out. 0 if at least one upstream works, else 1. */
+int eg_est_test_upstream(struct eg_policy *p, const char *label, FILE *out);
 
 struct evbuffer;
 /* Prometheus lines: enrollgate_est_requests_total{label,result}. Nothing when e is NULL. */

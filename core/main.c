@@ -1,4 +1,4 @@
-/* main.c: command line — run, check, reload, hash-password, version. */
+/* main.c: command line — run, check, reload, test-upstream, hash-password, version. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "build_config.h"
+#include "est.h"
 #include "est_conf.h"
 #include "log.h"
 #include "policy.h"
@@ -37,6 +38,11 @@ static void usage(FILE *f, const char *cmd)
 	if (!cmd || strcmp(cmd, "reload") == 0)
 		fprintf(f, "enrollgate reload [-c DIR] [--admin ADDR:PORT]\n"
 			   "    Ask the running daemon to reload (POST /reload on its admin listener) and print the result.\n");
+	if (!cmd || strcmp(cmd, "test-upstream") == 0)
+		fprintf(f, "enrollgate test-upstream [-c DIR] [--lua-dir DIR] LABEL\n"
+			   "    For each upstream CA of an EST label in est.lua (\"\" for the unlabelled one): mutual-TLS\n"
+			   "    handshake with the appliance identity and GET cacerts; prints the identity, the chain with\n"
+			   "    SHA-256 fingerprints, and exits 0 if at least one upstream works.\n");
 	if (!cmd || strcmp(cmd, "hash-password") == 0)
 		fprintf(f, "enrollgate hash-password\n"
 			   "    Read a password from the first line of stdin and print its hash for est.lua's users\n"
@@ -230,6 +236,24 @@ int main(int argc, char **argv)
 			return strcmp(argv[2], "--help") == 0 ? 0 : 2;
 		}
 		return cmd_hash_password();
+	}
+	if (strcmp(cmd, "test-upstream") == 0) {
+		/* the label is the last argument (it may be ""); the others are the usual options */
+		if (argc < 3 || strcmp(argv[argc - 1], "--help") == 0 || strcmp(argv[argc - 1], "-h") == 0) {
+			usage(argc < 3 ? stderr : stdout, cmd);
+			return argc < 3 ? 2 : 0;
+		}
+		if (parse_opts(argc - 1, argv, &o, cmd) < 0)
+			return 2;
+		struct eg_load_error err;
+		struct eg_policy *p = eg_policy_load(o.conf_dir, o.lua_dir, NULL, &err);
+		if (!p) {
+			print_load_error(&err);
+			return 1;
+		}
+		int rc = eg_est_test_upstream(p, argv[argc - 1], stdout);
+		eg_policy_unref(p);
+		return rc;
 	}
 	if (strcmp(cmd, "run") && strcmp(cmd, "check") && strcmp(cmd, "reload")) {
 		fprintf(stderr, "enrollgate: unknown command '%s'\n\n", cmd);

@@ -362,6 +362,24 @@ class EstTest(unittest.TestCase):
             self.write_est()
             self.eg.reload()
 
+    def test_test_upstream_command(self):
+        eg = os.environ.get("EG_BIN", "build/enrollgate")
+        r = run(eg, "test-upstream", "-c", self.eg.conf, "VPN")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("CN=enrollgate-appliance", r.stdout)  # the identity used
+        fp = run("openssl", "x509", "-in", os.path.join(self.d, "ca.pem"), "-noout", "-fingerprint", "-sha256")
+        self.assertIn(fp.stdout.strip().split("=", 1)[1], r.stdout)  # the CA chain, with fingerprints
+        self.assertIn("OK: 1 of 1 upstream working", r.stdout)
+        r = run(eg, "test-upstream", "-c", self.eg.conf, "fail")  # a dead first upstream, a live second
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("FAILED: connection", r.stdout)
+        self.assertIn("OK: 1 of 2 upstreams working", r.stdout)
+        r = run(eg, "test-upstream", "-c", self.eg.conf, "down")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        r = run(eg, "test-upstream", "-c", self.eg.conf, "nosuch")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('no label "nosuch"', r.stdout)
+
     def test_wrong_identity_password_is_a_check_error(self):
         bad = os.path.join(self.d, "bad.pass")
         with open(bad, "w") as f:
