@@ -208,7 +208,7 @@ static void call_free(struct est_call *call)
 /* Answer from enrollgate itself, audit, end of the call. */
 static void call_fail(struct est_call *call, int code, const char *outcome, const char *reason)
 {
-	if (code == 503) {
+	if (code == 503 && call->pol->est) {
 		char ra[16];
 		snprintf(ra, sizeof(ra), "%d", call->pol->est->retry_after);
 		evhttp_add_header(evhttp_request_get_output_headers(call->req), "Retry-After", ra);
@@ -391,7 +391,8 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 		/* an answer the device cannot use is not passed on as success */
 		issued = first_cert_of(in);
 		if (!issued) {
-			call_fail(call, 502, "upstream-error", "upstream answered with something that is not a base64 PKCS#7");
+			const struct eg_est_error *ee = &call->pol->est->err_bad_answer;
+			call_fail(call, ee->status, "upstream-error", ee->text);
 			return;
 		}
 	}
@@ -498,7 +499,10 @@ static void try_next_upstream(struct est_call *call)
 		eg_log(EG_LOG_WARN, "est", "label '%s': every upstream is down; cacerts served from cache", lb->name);
 		return;
 	}
-	call_fail(call, 503, "upstream-down", call->tried ? "no upstream CA answered" : "every upstream CA is marked down");
+	const struct eg_est_error *ee = &conf->err_upstream_down;
+	char why[200];
+	snprintf(why, sizeof(why), "%s%s", ee->text, call->tried ? "" : " (every upstream is marked down)");
+	call_fail(call, ee->status, "upstream-down", why);
 }
 
 /* ---- device requests ---- */

@@ -289,6 +289,8 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 	c->response_timeout = 60;
 	c->down_hold = 30;
 	c->cacerts_cache = 3600;
+	c->err_upstream_down = (struct eg_est_error){ 503, "no upstream CA answered" };
+	c->err_bad_answer = (struct eg_est_error){ 502, "upstream CA answered with something that is not a PKCS#7" };
 	double retry_after = 60;
 	static const char *const known[] = { "listen", "tls", "identity", "users", "labels", "timeouts", "retry_after",
 					     "down_hold", "cacerts_cache", "on_enroll", NULL };
@@ -408,6 +410,42 @@ fail:
 	lua_settop(L, top);
 	eg_est_conf_free(c);
 	return -1;
+}
+
+static int read_error(lua_State *L, int map, const char *code, struct eg_est_error *e, struct eg_load_error *err)
+{
+	int rc = 0;
+	lua_getfield(L, map, code);
+	if (lua_istable(L, -1)) {
+		lua_getfield(L, -1, "status");
+		lua_getfield(L, -2, "text");
+		lua_Integer st = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
+		const char *text = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+		if (st < 400 || st > 599 || !text || strlen(text) >= sizeof(e->text) || strpbrk(text, "\r\n")) {
+			rc = fail(err, "policies/errors.lua", code, "errors.map.%s: needs status 400-599 and a one-line text", code);
+		} else {
+			e->status = (int)st;
+			snprintf(e->text, sizeof(e->text), "%s", text);
+		}
+		lua_pop(L, 2);
+	}
+	lua_pop(L, 1);
+	return rc;
+}
+
+int eg_est_conf_errors(lua_State *L, int idx, struct eg_est_conf *c, struct eg_load_error *err)
+{
+	int t = lua_absindex(L, idx);
+	if (!lua_istable(L, t))
+		return 0;
+	lua_getfield(L, t, "map");
+	int map = lua_gettop(L);
+	int rc = 0;
+	if (lua_istable(L, map))
+		rc = read_error(L, map, "est_upstream_down", &c->err_upstream_down, err) < 0 ||
+		     read_error(L, map, "est_upstream_bad_answer", &c->err_bad_answer, err) < 0 ? -1 : 0;
+	lua_settop(L, map - 1);
+	return rc;
 }
 
 void eg_est_conf_free(struct eg_est_conf *c)

@@ -59,7 +59,15 @@ struct eg_est_conf {
 	int retry_after;           /* seconds told to devices when no upstream answers (503) */
 	double down_hold;          /* seconds a failed upstream is skipped while another one is left */
 	double cacerts_cache;      /* seconds a cacerts answer is served from cache (0: not cached) */
+	struct eg_est_error {      /* from policies.errors at load: status and text of an answer */
+		int status;
+		char text[160];
+	} err_upstream_down, err_bad_answer;
 };
+
+/* Fill the error answers from the module table at idx (policies.errors; its `map`), keeping
+ * the defaults for codes it lacks. 0, or -1 with err set for a bad entry. */
+int eg_est_conf_errors(struct lua_State *L, int idx, struct eg_est_conf *c, struct eg_load_error *err);
 
 /* Compile the table at index idx (the value est.lua returned). conf_dir resolves relative
  * paths; file is est.lua's path for error locations. 0, or -1 with err set. */

@@ -876,6 +876,12 @@ static int load_est(lua_State *L, struct load_ctx *lc)
 	if (eg_est_conf_load(L, t, lc->p->conf_dir, file, &lc->p->est, lc->err) < 0 ||
 	    hook_ref(L, t, "on_enroll", &lc->p->ref_on_enroll, lc, file) < 0)
 		return -1;
+	/* the wording of EST error answers: policies.errors, compiled now, never run per request */
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "policies.errors");
+	lua_call(L, 1, 1);
+	if (eg_est_conf_errors(L, -1, lc->p->est, lc->err) < 0)
+		return -1;
 	lua_settop(L, t - 1);
 	return 0;
 }

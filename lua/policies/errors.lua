@@ -1,7 +1,9 @@
 -- policies.errors: how internal reasons are worded and which status they get.
 --
 -- One place for the operator to change wording. Protocol modules (EST, SCEP, CMP) map the same
--- reason codes into their own error forms; the forward proxy uses status + text.
+-- reason codes into their own error forms; the forward proxy uses status + text. The EST codes
+-- are read when the policy loads (a copy of this file in the configuration directory as
+-- policies/errors.lua takes precedence over the bundled one).
 local M = {}
 
 M.map = {
@@ -13,6 +15,9 @@ M.map = {
   bad_request      = { status = 400, text = "malformed request" },
   upstream_down    = { status = 502, text = "upstream unreachable" },
   upstream_timeout = { status = 504, text = "upstream did not answer in time" },
+  -- EST (RFC 7030): what devices get when the CA side fails. 503 goes out with Retry-After.
+  est_upstream_down        = { status = 503, text = "no upstream CA answered" },
+  est_upstream_bad_answer  = { status = 502, text = "upstream CA answered with something that is not a PKCS#7" },
 }
 
 --- status, text for a reason code; unknown codes fail closed as a policy error.

@@ -325,6 +325,27 @@ class EstTest(unittest.TestCase):
         self.assertIn("retry-after: 42", head.lower())
         self.assertLess(time.time() - t0, 10)
 
+    def test_error_wording_comes_from_policies_errors(self):
+        body = self.csr("wording", "-algorithm", "ED25519")
+        status, head, out = self.curl(self.url("down", "simpleenroll"), body=body)
+        self.assertEqual(status, 503)
+        self.assertIn(b"no upstream CA answered", out)
+        mine = os.path.join(self.eg.conf, "policies")
+        os.makedirs(mine, exist_ok=True)
+        with open(os.path.join(EG_SRC, "lua", "policies", "errors.lua")) as f:
+            text = f.read().replace('"no upstream CA answered"', '"the PKI is resting, come back later"')
+        with open(os.path.join(mine, "errors.lua"), "w") as f:
+            f.write(text)
+        try:
+            self.eg.reload()
+            status, head, out = self.curl(self.url("down", "simpleenroll"), body=body)
+            self.assertEqual(status, 503)
+            self.assertIn("retry-after: 42", head.lower())
+            self.assertIn(b"the PKI is resting", out)
+        finally:
+            shutil.rmtree(mine)
+            self.eg.reload()
+
     def test_upstream_modes(self):
         body = self.csr("modes", "-algorithm", "ED25519")
         try:

@@ -12,6 +12,11 @@ function TestErrors:test_known_code()
   lu.assertStrContains(t, "in time")
 end
 
+function TestErrors:test_est_codes()
+  lu.assertEquals(E.lookup("est_upstream_down"), 503)
+  lu.assertEquals(E.lookup("est_upstream_bad_answer"), 502)
+end
+
 function TestErrors:test_unknown_code_fails_closed()
   local s = E.lookup("no_such_code")
   lu.assertEquals(s, 403)
