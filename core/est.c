@@ -8,6 +8,8 @@
 #include "est.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,8 @@
 #define EST_HEALTH_SLOTS 64
 #define EST_CACHE_SLOTS EG_EST_MAX_LABELS
 #define EST_STAT_SLOTS 256
+#define EST_POOL_SLOTS 32
+#define EST_POOL_IDLE 30.0             /* seconds an idle upstream connection is kept */
 
 struct upstream_health {
 	char url[512];
@@ -64,8 +68,22 @@ struct est_stat {
 	unsigned long long n;
 };
 
+/* A kept-alive upstream connection: TLS handshakes with a CA (mutual TLS) cost far more than a
+ * request, so connections are reused. Made with one generation's client context; a reload
+ * with a new context (identity, trust) makes new ones. */
+struct pooled_conn {
+	struct evhttp_connection *conn;    /* NULL: free slot */
+	struct eg_est *est;
+	char url[512];
+	SSL_CTX *ctx;                      /* a reference to the context it was made with */
+	int busy;
+	int dead;                          /* closed while busy: dropped when its request ends */
+	double idle_since;
+};
+
 struct eg_est {
 	struct eg_server *srv;
+	struct pooled_conn pool[EST_POOL_SLOTS];
 	struct evhttp *http;
 	SSL_CTX *ctx;                      /* server context new connections get (a reference) */
 	struct upstream_health health[EST_HEALTH_SLOTS];
@@ -89,6 +107,9 @@ struct est_call {
 	int uerr_set;
 	char content_type[128];
 	struct evhttp_connection *uconn;   /* the attempt in progress */
+	struct pooled_conn *slot;          /* its pool slot, or NULL (unpooled: freed after use) */
+	int reused;                        /* the attempt went over a kept-alive connection */
+	int fresh_retry;                   /* a stale kept-alive connection was retried fresh */
 	double t_start;
 	/* for the audit record */
 	char client[64];
@@ -218,6 +239,13 @@ static void call_fail(struct est_call *call, int code, const char *outcome, cons
 	call_free(call);
 }
 
+static void set_nodelay(evutil_socket_t fd)
+{
+	int one = 1;
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* ---- upstream health ---- */
 
 static struct upstream_health *health_of(struct eg_est *e, const char *url, int create)
@@ -310,14 +338,95 @@ static void free_conn_cb(evutil_socket_t fd, short what, void *arg)
 	evhttp_connection_free(arg);
 }
 
-/* evhttp must not free the connection from inside its own request callback: next loop pass. */
-static void release_conn(struct est_call *call)
+/* evhttp must not free a connection from inside its own callbacks: next loop pass. */
+static void free_conn_later(struct eg_est *e, struct evhttp_connection *conn)
 {
-	if (call->uconn) {
-		struct timeval zero = { 0, 0 };
-		event_base_once(call->est->srv->base, -1, EV_TIMEOUT, free_conn_cb, call->uconn, &zero);
-		call->uconn = NULL;
+	struct timeval zero = { 0, 0 };
+	evhttp_connection_set_closecb(conn, NULL, NULL);
+	if (event_base_once(e->srv->base, -1, EV_TIMEOUT, free_conn_cb, conn, &zero) < 0)
+		eg_log(EG_LOG_ERROR, "est", "cannot schedule an upstream connection's release (leaked)");
+}
+
+static void pool_drop(struct pooled_conn *s)
+{
+	free_conn_later(s->est, s->conn);
+	SSL_CTX_free(s->ctx);
+	memset(s, 0, sizeof(*s));
+}
+
+/* The CA closed a kept-alive connection (evhttp cannot reconnect one over TLS). */
+static void pool_closecb(struct evhttp_connection *conn, void *arg)
+{
+	struct pooled_conn *s = arg;
+	(void)conn;
+	if (s->busy)
+		s->dead = 1;
+	else
+		pool_drop(s);
+}
+
+/* An idle connection to url made with ctx, marked busy; NULL if none. Expires idle ones. */
+static struct pooled_conn *pool_acquire(struct eg_est *e, const char *url, SSL_CTX *ctx)
+{
+	double now = mono();
+	struct pooled_conn *found = NULL;
+	for (int i = 0; i < EST_POOL_SLOTS; i++) {
+		struct pooled_conn *s = &e->pool[i];
+		if (!s->conn || s->busy)
+			continue;
+		if (now - s->idle_since > EST_POOL_IDLE || s->dead)
+			pool_drop(s);
+		else if (!found && s->ctx == ctx && strcmp(s->url, url) == 0)
+			found = s;
 	}
+	if (found)
+		found->busy = 1;
+	return found;
+}
+
+/* Put a new connection in the pool (busy), evicting the longest idle one if full. NULL when
+ * every slot is busy: the connection then lives for one request. */
+static struct pooled_conn *pool_adopt(struct eg_est *e, struct evhttp_connection *conn, const char *url, SSL_CTX *ctx)
+{
+	struct pooled_conn *s = NULL;
+	for (int i = 0; i < EST_POOL_SLOTS && !s; i++)
+		if (!e->pool[i].conn)
+			s = &e->pool[i];
+	for (int i = 0; i < EST_POOL_SLOTS && !s; i++)
+		if (!e->pool[i].busy && (!s || e->pool[i].idle_since < s->idle_since))
+			s = &e->pool[i];
+	if (!s || SSL_CTX_up_ref(ctx) != 1)
+		return NULL;
+	if (s->conn)
+		pool_drop(s);
+	s->conn = conn;
+	s->est = e;
+	snprintf(s->url, sizeof(s->url), "%s", url);
+	s->ctx = ctx;
+	s->busy = 1;
+	evhttp_connection_set_closecb(conn, pool_closecb, s);
+	return s;
+}
+
+/* The attempt is over: a healthy pooled connection goes back to the pool, anything else is
+ * freed. */
+static void release_conn(struct est_call *call, int healthy)
+{
+	struct pooled_conn *s = call->slot;
+	if (s) {
+		if (healthy && !s->dead) {
+			s->busy = 0;
+			s->idle_since = mono();
+			/* evhttp creates the socket inside its connect: the first request went without it */
+			set_nodelay(bufferevent_getfd(evhttp_connection_get_bufferevent(s->conn)));
+		} else {
+			pool_drop(s);
+		}
+	} else if (call->uconn) {
+		free_conn_later(call->est, call->uconn);
+	}
+	call->slot = NULL;
+	call->uconn = NULL;
 }
 
 static void upstream_error_cb(enum evhttp_request_error err, void *arg)
@@ -341,26 +450,31 @@ static const char *upstream_error_text(struct est_call *call)
 	}
 }
 
-/* The first certificate of a base64 certs-only PKCS#7 (an EST 200 answer), or NULL if the
- * body is not one. The caller frees it. */
-static X509 *first_cert_of(struct evbuffer *body)
+/* The certs-only PKCS#7 of an EST 200 answer (base64), or NULL if the body is not one with at
+ * least one certificate. The caller frees it; pkcs7_cert() borrows from it. */
+static PKCS7 *pkcs7_of(struct evbuffer *body)
 {
 	size_t n = evbuffer_get_length(body);
 	if (n == 0 || n > EST_MAX_ANSWER)
 		return NULL;
 	const char *txt = (const char *)evbuffer_pullup(body, -1);
 	unsigned char *der = malloc(n);
-	X509 *x = NULL;
 	if (!der)
 		return NULL;
 	long dl = eg_base64_decode_ws(txt, n, der, n);
 	const unsigned char *p = der;
 	PKCS7 *p7 = dl > 0 ? d2i_PKCS7(NULL, &p, dl) : NULL;
-	if (p7 && PKCS7_type_is_signed(p7) && p7->d.sign && p7->d.sign->cert && sk_X509_num(p7->d.sign->cert) > 0)
-		x = X509_dup(sk_X509_value(p7->d.sign->cert, 0));
-	PKCS7_free(p7);
 	free(der);
-	return x;
+	if (p7 && (!PKCS7_type_is_signed(p7) || !p7->d.sign || !p7->d.sign->cert || sk_X509_num(p7->d.sign->cert) < 1)) {
+		PKCS7_free(p7);
+		p7 = NULL;
+	}
+	return p7;
+}
+
+static X509 *pkcs7_cert(PKCS7 *p7, int i)
+{
+	return p7 && i < sk_X509_num(p7->d.sign->cert) ? sk_X509_value(p7->d.sign->cert, i) : NULL;
 }
 
 static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
@@ -369,7 +483,15 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 	struct eg_est *e = call->est;
 	const struct eg_est_upstream *up = &call->label->up[call->next_up - 1];
 	int code = ureq ? evhttp_request_get_response_code(ureq) : 0;
-	release_conn(call);
+	int reused = call->reused;
+	release_conn(call, code != 0);
+	if (code == 0 && reused && !call->fresh_retry) {
+		/* a kept-alive connection the CA had given up on: the same upstream once more, fresh */
+		call->fresh_retry = 1;
+		call->next_up--;
+		try_next_upstream(call);
+		return;
+	}
 	if (code == 0) {
 		struct upstream_health *h = health_of(e, up->url, 1);
 		h->down_until = mono() + call->pol->est->down_hold;
@@ -385,12 +507,12 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 	struct evkeyvalq *uh = evhttp_request_get_input_headers(ureq);
 	struct evkeyvalq *dh = evhttp_request_get_output_headers(call->req);
 	const char *ctype = evhttp_find_header(uh, "Content-Type");
-	X509 *issued = NULL;
+	PKCS7 *answer = NULL;
 	int is_enroll = strcmp(call->op, "simpleenroll") == 0 || strcmp(call->op, "simplereenroll") == 0;
 	if (code == 200 && (is_enroll || strcmp(call->op, "cacerts") == 0)) {
 		/* an answer the device cannot use is not passed on as success */
-		issued = first_cert_of(in);
-		if (!issued) {
+		answer = pkcs7_of(in);
+		if (!answer) {
 			const struct eg_est_error *ee = &call->pol->est->err_bad_answer;
 			call_fail(call, ee->status, "upstream-error", ee->text);
 			return;
@@ -408,8 +530,8 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 	/* the CA's own answer, relayed as it is: success, 202 + Retry-After, or its refusal */
 	evhttp_send_reply(call->req, code, evhttp_request_get_response_code_line(ureq), in);
 	audit(call, code, code == 200 ? "issued" : code == 202 ? "pending" : code < 400 ? "relayed" : "refused-by-ca",
-	      NULL, is_enroll ? issued : NULL);
-	X509_free(issued);
+	      NULL, is_enroll ? pkcs7_cert(answer, 0) : NULL);
+	PKCS7_free(answer);
 	call_free(call);
 }
 
@@ -446,30 +568,37 @@ static void try_next_upstream(struct est_call *call)
 		struct upstream_health *h = health_of(e, up->url, 0);
 		if (h && h->down_until > now)
 			continue;
-		SSL *ssl = upstream_ssl(lb, up);
-		struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(e->srv->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-									       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
-					      : NULL;
-		if (!bev) {
-			SSL_free(ssl);
+		struct evhttp_request *ureq = evhttp_request_new(upstream_done_cb, call);
+		if (!ureq)
 			continue;
-		}
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-		struct evhttp_connection *conn =
-			evhttp_connection_base_bufferevent_new(e->srv->base, e->srv->dns, bev, up->host, up->port);
-		struct evhttp_request *ureq = conn ? evhttp_request_new(upstream_done_cb, call) : NULL;
-		if (!ureq) {
-			if (conn)
-				evhttp_connection_free(conn);
-			else
+		struct pooled_conn *slot = call->fresh_retry ? NULL : pool_acquire(e, up->url, lb->client_ctx);
+		struct evhttp_connection *conn = slot ? slot->conn : NULL;
+		call->reused = slot != NULL;
+		if (!conn) {
+			SSL *ssl = upstream_ssl(lb, up);
+			struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(e->srv->base, -1, ssl,
+										       BUFFEREVENT_SSL_CONNECTING,
+										       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
+						      : NULL;
+			if (!bev) {
+				SSL_free(ssl);
+				evhttp_request_free(ureq);
+				continue;
+			}
+			bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+			conn = evhttp_connection_base_bufferevent_new(e->srv->base, e->srv->dns, bev, up->host, up->port);
+			if (!conn) {
 				bufferevent_free(bev);
-			continue;
+				evhttp_request_free(ureq);
+				continue;
+			}
+			struct timeval tv = { (time_t)conf->response_timeout,
+					      (suseconds_t)((conf->response_timeout - floor(conf->response_timeout)) * 1e6) };
+			evhttp_connection_set_timeout_tv(conn, &tv);
+			evhttp_connection_set_retries(conn, 0);
+			evhttp_connection_set_max_body_size(conn, EST_MAX_ANSWER);
+			slot = pool_adopt(e, conn, up->url, lb->client_ctx);
 		}
-		struct timeval tv = { (time_t)conf->response_timeout,
-				      (suseconds_t)((conf->response_timeout - floor(conf->response_timeout)) * 1e6) };
-		evhttp_connection_set_timeout_tv(conn, &tv);
-		evhttp_connection_set_retries(conn, 0);
-		evhttp_connection_set_max_body_size(conn, EST_MAX_ANSWER);
 		evhttp_request_set_error_cb(ureq, upstream_error_cb);
 		call->uerr_set = 0;
 		struct evkeyvalq *h2 = evhttp_request_get_output_headers(ureq);
@@ -487,12 +616,12 @@ static void try_next_upstream(struct est_call *call)
 		snprintf(path, sizeof(path), "%s/%s", up->path, call->op);
 		snprintf(call->upstream, sizeof(call->upstream), "%s", up->url);
 		call->tried++;
-		if (evhttp_make_request(conn, ureq, call->method, path) == 0) {
-			call->uconn = conn;
+		call->uconn = conn;
+		call->slot = slot;
+		if (evhttp_make_request(conn, ureq, call->method, path) == 0)
 			return;
-		}
 		/* evhttp freed ureq; the connection is ours */
-		evhttp_connection_free(conn);
+		release_conn(call, 0);
 	}
 	/* cacerts while every upstream is down: the last good answer, whatever its age */
 	if (strcmp(call->op, "cacerts") == 0 && conf->cacerts_cache > 0 && cache_answer(call, -1, "cached-upstream-down")) {
@@ -744,10 +873,14 @@ int eg_est_start(struct eg_server *srv)
 			snprintf(host, sizeof(host), "%.*s", (int)(strrchr(a, ':') - a), a);
 		uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 							   : ((struct sockaddr_in *)&ss)->sin_port);
-		if (evhttp_bind_socket(e->http, host, port) < 0) {
+		struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(e->http, host, port);
+		if (!bs) {
 			eg_log(EG_LOG_ERROR, "est", "cannot listen on %s", a);
 			return -1;
 		}
+		/* accepted sockets inherit it: bufferevent_openssl writes a reply in several TLS records,
+		 * and Nagle would hold the last one for the device's delayed ACK (40 ms) */
+		set_nodelay(evhttp_bound_socket_get_fd(bs));
 		eg_log(EG_LOG_INFO, "est", "EST listening on %s (%d label%s)", a, conf->nlabels, conf->nlabels == 1 ? "" : "s");
 	}
 	return 0;
@@ -832,29 +965,21 @@ int eg_est_test_upstream(struct eg_policy *p, const char *label, FILE *out)
 		} else if (!bev) {
 			SSL_free(ssl);
 		}
-		X509 *first = NULL;
+		PKCS7 *p7 = NULL;
 		if (pr.status == 0) {
 			fprintf(out, "  FAILED: connection, TLS handshake (server certificate, our identity) or timeout\n");
 		} else {
 			fprintf(out, "  TLS %s; cacerts answered %d\n", pr.tls, pr.status);
-			first = pr.status == 200 ? first_cert_of(pr.body) : NULL;
-			if (pr.status == 200 && !first)
+			p7 = pr.status == 200 ? pkcs7_of(pr.body) : NULL;
+			if (pr.status == 200 && !p7)
 				fprintf(out, "  FAILED: the answer is not a base64 PKCS#7\n");
 		}
-		if (first) {
+		if (p7) {
 			/* the whole chain the CA sent */
-			size_t n = evbuffer_get_length(pr.body);
-			unsigned char *der = malloc(n);
-			long dl = der ? eg_base64_decode_ws((const char *)evbuffer_pullup(pr.body, -1), n, der, n) : -1;
-			const unsigned char *q = der;
-			PKCS7 *p7 = dl > 0 ? d2i_PKCS7(NULL, &q, dl) : NULL;
-			STACK_OF(X509) *certs = p7 && PKCS7_type_is_signed(p7) ? p7->d.sign->cert : NULL;
-			fprintf(out, "  CA certificates (%d):\n", certs ? sk_X509_num(certs) : 0);
-			for (int k = 0; certs && k < sk_X509_num(certs); k++)
-				print_cert(out, "    ", sk_X509_value(certs, k));
+			fprintf(out, "  CA certificates (%d):\n", sk_X509_num(p7->d.sign->cert));
+			for (int k = 0; pkcs7_cert(p7, k); k++)
+				print_cert(out, "    ", pkcs7_cert(p7, k));
 			PKCS7_free(p7);
-			free(der);
-			X509_free(first);
 			ok_count++;
 		}
 		if (pr.conn)
@@ -895,6 +1020,13 @@ void eg_est_free(struct eg_est *e)
 	for (int i = 0; i < EST_CACHE_SLOTS; i++)
 		if (e->cache[i].body)
 			evbuffer_free(e->cache[i].body);
+	for (int i = 0; i < EST_POOL_SLOTS; i++) {
+		if (e->pool[i].conn) {
+			evhttp_connection_set_closecb(e->pool[i].conn, NULL, NULL);
+			evhttp_connection_free(e->pool[i].conn);
+			SSL_CTX_free(e->pool[i].ctx);
+		}
+	}
 	if (e->http)
 		evhttp_free(e->http);
 	SSL_CTX_free(e->ctx);

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# bench/est.sh — EST enrollments per second and latency, directly against the test EST CA
+# (tests/est/estca.py) and through enrollgate's EST registration authority, in one run with the
+# same CSR mix (RSA 2048, EC P-256, EC P-384, Ed25519). Prints "metric value unit" lines and the
+# ratios. Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 DEPS=1 BUILD=1 (0 skips apt / build).
+set -euo pipefail
+B=$(cd "$(dirname "$0")" && pwd); SRC=$(dirname "$B")
+SECS=${SECONDS_PER_RUN:-10}; THREADS=${THREADS:-4}
+PY=/usr/bin/python3; ESTCA=$SRC/tests/est/estca.py
+W=$(mktemp -d "${TMPDIR:-/tmp}/eg-est-bench.XXXXXX")
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+log() { echo "[$(date +%T)] $*" >&2; }
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+[ "${DEPS:-1}" = 1 ] && "$SRC/scripts/deps.sh" test >&2
+if [ "${BUILD:-1}" = 1 ]; then
+  (cd "$SRC" && cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build-bench -j2 >/dev/null)
+fi
+EG=$SRC/build-bench/enrollgate
+
+log "CA, identities and CSRs in $W"
+$PY "$ESTCA" init --dir "$W" >/dev/null
+$PY "$ESTCA" issue-client --dir "$W" --cn enrollgate-bench --out "$W/appliance" --password pw-a >/dev/null
+$PY "$ESTCA" issue-client --dir "$W" --cn device.bench.example --out "$W/device" --password pw-d >/dev/null
+mkdir -p "$W/csrs"
+i=0
+for k in "RSA -pkeyopt rsa_keygen_bits:2048" "EC -pkeyopt ec_paramgen_curve:prime256v1" \
+         "EC -pkeyopt ec_paramgen_curve:secp384r1" "ED25519"; do
+  for _ in 1 2; do
+    i=$((i + 1))
+    # shellcheck disable=SC2086  # the key options are split on purpose
+    openssl genpkey -algorithm $k -out "$W/k$i.key" 2>/dev/null
+    openssl req -new -key "$W/k$i.key" -subj "/CN=dev$i.bench.example" -addext "subjectAltName=DNS:dev$i.bench.example" \
+      -outform DER 2>/dev/null | base64 -w 64 > "$W/csrs/$i.b64"
+  done
+done
+
+CA_PORT=$(free_port); EST_PORT=$(free_port); ADMIN=$(free_port); PROXY=$(free_port)
+$PY "$ESTCA" serve --dir "$W" --port "$CA_PORT" --client-ca "$W/clientca.pem" --ready-file "$W/ready" 2>/dev/null &
+PIDS+=($!)
+mkdir -p "$W/conf"
+cp "$SRC/conf/enrollgate.lua" "$SRC/conf/policy.lua" "$W/conf/"
+sed -i 's/level = "info"/level = "warn"/' "$W/conf/enrollgate.lua"
+cat > "$W/conf/est.lua" <<EOF
+local est = require("policies.est")
+return {
+  listen = { "127.0.0.1:$EST_PORT" },
+  tls = { cert = "$W/server.pem", key = "$W/server.key", device_ca = "$W/clientca.pem" },
+  identity = { cert = "$W/appliance.pem", key = "$W/appliance.key", passphrase_file = "$W/appliance.pass" },
+  labels = { [""] = { upstreams = { "https://127.0.0.1:$CA_PORT/.well-known/est" }, trust = "$W/ca.pem" } },
+  on_enroll = est.policy{ labels = { ["*"] = { cn_in_san = true, dns_under = { "bench.example" } } } },
+}
+EOF
+"$EG" check -c "$W/conf" >&2
+"$EG" run -c "$W/conf" --listen "127.0.0.1:$PROXY" --admin "127.0.0.1:$ADMIN" 2>"$W/eg.log" &
+PIDS+=($!)
+for _ in $(seq 100); do [ -e "$W/ready" ] && curl -sf -o /dev/null "http://127.0.0.1:$ADMIN/healthz" && break; sleep 0.1; done
+
+load() { # name url
+  $PY "$B/lib/est_load.py" --url "$2" --cacert "$W/ca.pem" --cert "$W/device.pem" --key "$W/device.key" \
+    --password pw-d --csrs "$W/csrs" --name "$1" --threads "$THREADS" --seconds "$SECS"
+}
+log "warm-up"; SECONDS_PER_RUN=2 load warmup "https://localhost:$CA_PORT/.well-known/est" >/dev/null
+echo "# est bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, CSR mix RSA-2048/P-256/P-384/Ed25519; CA: tests/est/estca.py"
+log "direct"; load direct "https://localhost:$CA_PORT/.well-known/est" | tee "$W/direct.txt"
+log "through enrollgate"; load enrollgate "https://localhost:$EST_PORT/.well-known/est" | tee "$W/eg.txt"
+awk '{ v[$1] = $2 } END {
+  printf "ratio.est.enrollgate_vs_direct.enroll_rps %.3f x\n", v["est.enrollgate.enroll_rps"] / v["est.direct.enroll_rps"]
+  printf "est.added_p50 %.2f ms\n", v["est.enrollgate.p50"] - v["est.direct.p50"]
+}' "$W/direct.txt" "$W/eg.txt"
