@@ -31,9 +31,12 @@ def pbkdf2_hash(password, iterations=20000):
 class CA:
     """estca serve on a free port, with its control channel."""
 
-    def __init__(self, d, *extra):
-        self.port, self.control = free_port(), free_port()
+    def __init__(self, d, *extra, port=None):
+        self.d, self.extra = d, extra
+        self.port, self.control = port or free_port(), free_port()
         ready = os.path.join(d, "ready-%d" % self.port)
+        if os.path.exists(ready):
+            os.unlink(ready)  # a restart on the same port
         self.proc = subprocess.Popen([PY, ESTCA, "serve", "--dir", d, "--port", str(self.port), "--control-port",
                                       str(self.control), "--ready-file", ready] + list(extra),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -345,6 +348,19 @@ class EstTest(unittest.TestCase):
         finally:
             shutil.rmtree(mine)
             self.eg.reload()
+
+    def test_ca_restart_does_not_fail_requests(self):
+        # the kept-alive upstream connection dies with the CA; the next request gets a fresh one
+        body = self.csr("restart", "-algorithm", "ED25519")
+        status, head, _ = self.curl(self.url("", "simpleenroll"), body=body)
+        self.assertEqual(status, 200, head)
+        old = self.ca
+        old.stop()
+        type(self).ca = CA(old.d, *old.extra, port=old.port)
+        for _ in range(3):
+            status, head, _ = self.curl(self.url("", "simpleenroll"), body=body)
+            self.assertEqual(status, 200, head)
+        self.assertEqual(len(self.ca.requests()), 3)
 
     def test_upstream_modes(self):
         body = self.csr("modes", "-algorithm", "ED25519")
