@@ -150,21 +150,43 @@ static int read_subject(struct eg_csr *c, const X509_NAME *name)
 			return -1;
 		c->nsubject++;
 	}
+	int ncn = 0;
+	for (int i = 0; i < c->nsubject; i++)
+		ncn += strcmp(c->subject[i].type, "CN") == 0;
+	if (ncn > 1)
+		return -1; /* which one would a relying party look at? */
 	BIO *b = BIO_new(BIO_s_mem());
-	if (b) {
-		X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-		int l = BIO_read(b, c->subject_text, (int)sizeof(c->subject_text) - 1);
-		c->subject_text[l > 0 ? l : 0] = '\0';
-		BIO_free(b);
-	}
-	return 0;
+	if (!b)
+		return -1;
+	X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+	int l = BIO_read(b, c->subject_text, (int)sizeof(c->subject_text) - 1);
+	c->subject_text[l > 0 ? l : 0] = '\0';
+	int rest = (int)BIO_pending(b);
+	BIO_free(b);
+	return rest > 0 ? -1 : 0; /* a subject whose text does not fit is refused, never cut */
 }
 
 /* Requested extensions (PKCS#9 extensionRequest): names, and the SANs in detail. 0, or -1 with
  * why set. */
 static int read_extensions(struct eg_csr *c, X509_REQ *req, char *why, size_t whylen)
 {
-	if (X509_REQ_get_attr_by_NID(req, NID_ext_req, -1) < 0)
+	/* Exactly what X509_REQ_get_extensions (and CAs built on it) would read, or a refusal: a
+	 * second extensionRequest, one with several values, or Microsoft's variant (which OpenSSL
+	 * and AD CS also honour) could carry names that policy never saw. */
+	int n_ext = 0;
+	for (int i = 0; i < X509_REQ_get_attr_count(req); i++) {
+		X509_ATTRIBUTE *a = X509_REQ_get_attr(req, i);
+		int nid = OBJ_obj2nid(X509_ATTRIBUTE_get0_object(a));
+		if (nid == NID_ms_ext_req) {
+			set_why(why, whylen, "Microsoft extension request attribute is not accepted (use PKCS#9 extensionRequest)");
+			return -1;
+		}
+		if (nid == NID_ext_req && (++n_ext > 1 || X509_ATTRIBUTE_count(a) != 1)) {
+			set_why(why, whylen, "more than one extension request");
+			return -1;
+		}
+	}
+	if (n_ext == 0)
 		return 0;
 	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
 	if (!exts) {
@@ -181,6 +203,17 @@ static int read_extensions(struct eg_csr *c, X509_REQ *req, char *why, size_t wh
 		const ASN1_OBJECT *o = X509_EXTENSION_get_object(ext);
 		obj_name(o, c->extensions[c->nextensions], sizeof(c->extensions[0]));
 		c->nextensions++;
+		if (OBJ_obj2nid(o) == NID_basic_constraints) {
+			BASIC_CONSTRAINTS *bc = X509V3_EXT_d2i(ext);
+			if (!bc) {
+				set_why(why, whylen, "malformed basicConstraints");
+				rc = -1;
+				break;
+			}
+			c->requests_ca = bc->ca != 0;
+			BASIC_CONSTRAINTS_free(bc);
+			continue;
+		}
 		if (OBJ_obj2nid(o) != NID_subject_alt_name)
 			continue;
 		GENERAL_NAMES *gens = X509V3_EXT_d2i(ext);
@@ -305,7 +338,7 @@ enum eg_csr_status eg_csr_parse(const void *body, size_t len, struct eg_csr **ou
 	int signid = X509_REQ_get_signature_nid(req);
 	snprintf(c->signature_alg, sizeof(c->signature_alg), "%s", signid != NID_undef ? OBJ_nid2ln(signid) : "unknown");
 	if (read_subject(c, X509_REQ_get_subject_name(req)) < 0) {
-		set_why(why, whylen, "subject: too many attributes, or a value too long or with a NUL");
+		set_why(why, whylen, "subject: more than one CN, too many attributes, or a value too long or with a NUL");
 		st = EG_CSR_TOO_LARGE;
 		goto fail;
 	}

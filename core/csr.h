@@ -43,6 +43,7 @@ struct eg_csr {
 	int nextensions;
 	char extensions[EG_CSR_MAX_ITEMS][48]; /* requested extensions: short names or OIDs */
 	int has_challenge_password;
+	int requests_ca;       /* basicConstraints with cA TRUE requested */
 	unsigned char *der;    /* the request exactly as received (decoded), for forwarding */
 	size_t der_len;
 };

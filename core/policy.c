@@ -1131,6 +1131,8 @@ static void push_names(lua_State *L, const struct eg_csr *c, int with_request, c
 		lua_setfield(L, -2, "extensions");
 		lua_pushboolean(L, c->has_challenge_password);
 		lua_setfield(L, -2, "challenge_password");
+		lua_pushboolean(L, c->requests_ca);
+		lua_setfield(L, -2, "requests_ca");
 		lua_pushstring(L, c->signature_alg);
 		lua_setfield(L, -2, "signature_algorithm");
 	}
@@ -1486,10 +1488,18 @@ void eg_policy_client_hello(struct eg_policy *p, const struct eg_request_info *r
 		deny(v, 403, "sni", "TLS SNI %.80s does not match CONNECT host %.80s", ri->sni, ri->host);
 		return;
 	}
-	if (p->ref_on_client_hello != LUA_NOREF)
-		run_hook(p, p->ref_on_client_hello, ri, v);
-	if (v->allow && v->route_host[0])
+	if (p->ref_on_client_hello == LUA_NOREF)
+		return;
+	/* the route on_connect chose stays (for the log); the hook itself may not route */
+	char route[sizeof(v->route_host)];
+	memcpy(route, v->route_host, sizeof(route));
+	v->route_host[0] = '\0';
+	run_hook(p, p->ref_on_client_hello, ri, v);
+	if (v->allow && v->route_host[0]) {
 		deny(v, 403, "hook-error", "on_client_hello cannot route: the tunnel is already connected");
+		return;
+	}
+	memcpy(v->route_host, route, sizeof(route));
 }
 
 /* ---- self-test vectors ---- */

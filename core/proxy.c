@@ -884,8 +884,11 @@ void eg_conn_pump_request(struct eg_conn *c)
 		if (r == EG_CHUNK_DONE)
 			c->req_done = 1;
 	}
-	if (c->req_done)
+	if (c->req_done) {
+		/* the stalled-upload timer must not cut a response that takes its time */
+		bufferevent_set_timeouts(c->cbev, NULL, NULL);
 		return; /* pipelined requests wait their turn in the input buffer */
+	}
 	if (evbuffer_get_length(out) >= HIGH_WATER)
 		bufferevent_disable(c->cbev, EV_READ); /* upstream is slow: stop reading the client */
 }
@@ -1055,7 +1058,9 @@ static void response_complete(struct eg_conn *c)
 	end_request(c);
 	if (!c->up_reusable)
 		free_upstream(c);
-	if (c->client_close) {
+	/* a client that half-closed may have pipelined more requests before its end: answer them */
+	int more = c->cbev_eof && !c->head.conn_close && evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0;
+	if (c->client_close && !more) {
 		eg_conn_close_after_flush(c);
 		return;
 	}

@@ -5,7 +5,8 @@
 --   csr.key = { type = "RSA"|"EC"|"ED25519"|..., bits = 2048, curve = "prime256v1" or "" }
 --   csr.subject = { { type = "CN", value = "..." }, ... }, csr.cn, csr.subject_text
 --   csr.san = { dns = {...}, ip = {...}, email = {...}, uri = {...}, other = {...} }
---   csr.extensions = { "subjectAltName", ... }, csr.challenge_password = true|false
+--   csr.extensions = { "subjectAltName", ... }, csr.challenge_password = true|false,
+--   csr.requests_ca = true|false (basicConstraints cA TRUE asked for)
 -- and ctx.label, ctx.op, ctx.device = { user = "...", cert = { subject_text =, cn =, san =, serial = } }.
 --
 -- policy.lua:   local est = require("policies.est")
@@ -19,6 +20,9 @@ M.default_keys = {
   ED25519 = true,
   EC = { "brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1", "prime256v1", "secp256k1", "secp384r1", "secp521r1" },
 }
+
+--- Extensions a device may request; anything else is refused (the CA may copy them).
+M.default_extensions = { "subjectAltName", "keyUsage", "extendedKeyUsage", "basicConstraints", "subjectKeyIdentifier" }
 
 local function contains(list, v)
   for _, x in ipairs(list) do if x == v then return true end end
@@ -45,6 +49,17 @@ function M.check_key(key, allowed)
     end
   elseif rule ~= true then
     return "key type " .. tostring(key.type) .. " is not accepted"
+  end
+  return nil
+end
+
+--- nil if the requested extensions are all in allowed (default M.default_extensions) and no CA
+-- certificate is asked for (basicConstraints cA TRUE), else the reason.
+function M.check_extensions(csr, allowed)
+  if csr.requests_ca then return "a CA certificate (basicConstraints cA=TRUE) is not accepted" end
+  allowed = allowed or M.default_extensions
+  for _, e in ipairs(csr.extensions or {}) do
+    if not contains(allowed, e) then return "requested extension " .. e .. " is not accepted" end
   end
   return nil
 end
@@ -147,6 +162,8 @@ end
 
 --- An on_enroll hook from a spec:
 --   keys = { ... }                   accepted key types (default M.default_keys)
+--   extensions = { ... }             extensions a request may carry (default M.default_extensions);
+--                                    a request for a CA certificate is always refused
 --   labels = { ["*"] = rules, VPN = rules, ... }   name rules per label ("" is the unlabelled path;
 --                                    "*" applies to labels without their own entry)
 --   reenroll_same_names = false      lets a re-enrollment change subject or SANs
@@ -156,7 +173,7 @@ function M.policy(spec)
   local labels = spec.labels or { ["*"] = {} }
   return function(ctx)
     local csr = ctx.csr
-    local why = M.check_key(csr.key, spec.keys)
+    local why = M.check_key(csr.key, spec.keys) or M.check_extensions(csr, spec.extensions)
     if why then return deny(400, why) end
     local rules = labels[ctx.label] or labels["*"]
     if rules == nil then return deny(403, "no enrollment rules for label '" .. tostring(ctx.label) .. "'") end

@@ -105,6 +105,8 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self._read_body()
         self.server.requests.append((self.command, self.path, dict(self.headers)))
+        if self.path.startswith("/slow"):
+            time.sleep(0.5)  # an answer that takes longer than a short idle_timeout
         self._send(200, body, "application/octet-stream")
 
 

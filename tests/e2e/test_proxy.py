@@ -103,6 +103,12 @@ class ProxyTest(unittest.TestCase):
             self.assertIn(b"connection: close", out.lower())
             self.assertTrue(out.endswith(b"x" * 100 if path == "/small" else b"slow"))
 
+    def test_pipelined_requests_then_half_close(self):
+        req = ("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % self.url("/small")).encode()
+        out = raw(self.eg.port, req + req.replace(b"/small", b"/slow"), half_close=True)
+        self.assertEqual(out.count(b"HTTP/1.1 200"), 2, out[:400])
+        self.assertTrue(out.endswith(b"slow"))
+
     def test_head_request(self):
         r = self.curl("-I", self.url("/small"))
         self.assertIn("200", r.stdout.splitlines()[0])
@@ -263,6 +269,16 @@ class LimitsTest(unittest.TestCase):
             self.assertEqual(code, 504)
             self.assertIn(b"timed out", body)
             self.assertLess(time.time() - t0, 5)
+        finally:
+            eg.stop()
+
+    def test_slow_answer_to_a_post_is_not_cut_by_idle_timeout(self):
+        eg = Daemon(settings="""return { limits = { idle_timeout = 0.2, drain_timeout = 1 } }""")
+        eg.start()
+        try:
+            out = raw(eg.port, b"POST http://localhost:%d/slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n"
+                      b"Connection: close\r\n\r\nabc" % self.origin.port)
+            self.assertEqual(status_of(out), 200, out[:200])
         finally:
             eg.stop()
 
@@ -668,6 +684,7 @@ class RouteTest(unittest.TestCase):
           on_connect = function(ctx)
             if ctx.host == "tunnel.test" then return route("127.0.0.1", %d) end
           end,
+          tunnel = { require_sni_match = true },
         }""" % (self.origin.port, self.mirror.port, self.tls.port, self.mirror.port, self.tls.port))
         self.eg.start()
 
@@ -711,7 +728,8 @@ class RouteTest(unittest.TestCase):
             head += s.recv(1)
         self.assertEqual(status_of(head), 200)
         ctx = ssl.create_default_context(cafile=self.cert)
-        t = ctx.wrap_socket(s, server_hostname="localhost")
+        ctx.check_hostname = False  # SNI names the CONNECT target (checked by the proxy); the cert is localhost's
+        t = ctx.wrap_socket(s, server_hostname="tunnel.test")
         t.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         got = b""
         while True:

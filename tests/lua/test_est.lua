@@ -122,6 +122,20 @@ function TestPolicy:test_reenroll_must_keep_names()
   lu.assertNil(lax({ label = "", op = "simplereenroll", csr = other, device = {} }))
 end
 
+function TestPolicy:test_extensions()
+  local hook = est.policy{}
+  local c = csr{ cn = "a.example.com", san = { dns = { "a.example.com" } } }
+  c.extensions = { "subjectAltName", "keyUsage" }
+  lu.assertNil(hook({ label = "", op = "simpleenroll", csr = c }))
+  c.extensions = { "subjectAltName", "nameConstraints" }
+  lu.assertStrContains(hook({ label = "", op = "simpleenroll", csr = c }).reason, "nameConstraints")
+  c.extensions = { "basicConstraints" }
+  c.requests_ca = true
+  lu.assertStrContains(hook({ label = "", op = "simpleenroll", csr = c }).reason, "CA certificate")
+  c.requests_ca = false
+  lu.assertNil(est.policy{ extensions = { "basicConstraints" } }({ label = "", op = "simpleenroll", csr = c }))
+end
+
 TestNet = {}
 
 function TestNet:test_parse_ip()

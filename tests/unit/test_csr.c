@@ -217,6 +217,28 @@ static void test_refusals(void **state)
 	(void)len;
 }
 
+static void test_ambiguous_requests(void **state)
+{
+	(void)state;
+	size_t len;
+	char *pem = slurp("msextreq-p256.pem", &len);   /* Microsoft's extension request attribute */
+	struct eg_csr *c = NULL;
+	char why[200] = "";
+	assert_int_equal(eg_csr_parse(pem, len, &c, why, sizeof(why)), EG_CSR_BAD_DER);
+	assert_non_null(strstr(why, "Microsoft"));
+	free(pem);
+	pem = slurp("twocn-p256.pem", &len);             /* two CNs */
+	assert_int_not_equal(eg_csr_parse(pem, len, &c, why, sizeof(why)), EG_CSR_OK);
+	assert_non_null(strstr(why, "more than one CN"));
+	free(pem);
+	c = parse_vector("ca-p256.pem");                 /* basicConstraints cA TRUE: parsed, flagged */
+	assert_true(c->requests_ca);
+	eg_csr_free(c);
+	c = parse_vector("full-p384.pem");
+	assert_false(c->requests_ca);
+	eg_csr_free(c);
+}
+
 static void test_base64_decoder(void **state)
 {
 	(void)state;
@@ -240,6 +262,7 @@ int main(void)
 		cmocka_unit_test(test_names_and_extensions),
 		cmocka_unit_test(test_encodings),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_ambiguous_requests),
 		cmocka_unit_test(test_base64_decoder),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
