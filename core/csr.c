@@ -309,7 +309,7 @@ enum eg_csr_status eg_csr_parse(const void *body, size_t len, struct eg_csr **ou
 		}
 		long n = eg_base64_decode_ws(txt, tl, c->der, EG_CSR_MAX_DER);
 		if (n <= 0) {
-			set_why(why, whylen, "body is not base64 (RFC 7030 §4.2.1)");
+			set_why(why, whylen, "body is not base64 (RFC 7030 section 4.2.1)");
 			st = EG_CSR_BAD_ENCODING;
 			goto fail;
 		}

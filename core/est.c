@@ -30,6 +30,7 @@
 #include <openssl/x509v3.h>
 
 #include "csr.h"
+#include "est_auth.h"
 #include "est_conf.h"
 #include "log.h"
 #include "server.h"
@@ -51,9 +52,10 @@ struct upstream_health {
 	double down_until;                 /* monotonic seconds; 0 = healthy */
 };
 
-/* The last good cacerts answer of a label (kept across reloads, keyed by label name). */
+/* The last good cacerts answer of a label (kept across reloads while the label keeps its name
+ * and its upstream URLs: the key is a digest of both). */
 struct cacerts_cache {
-	char label[64];
+	char label[65];
 	int used;
 	double stored_at;                  /* monotonic seconds */
 	char content_type[128];
@@ -83,6 +85,7 @@ struct pooled_conn {
 
 struct eg_est {
 	struct eg_server *srv;
+	struct eg_pw_checker *pw;          /* Basic checks off the loop */
 	struct pooled_conn pool[EST_POOL_SLOTS];
 	struct evhttp *http;
 	SSL_CTX *ctx;                      /* server context new connections get (a reference) */
@@ -110,6 +113,13 @@ struct est_call {
 	struct pooled_conn *slot;          /* its pool slot, or NULL (unpooled: freed after use) */
 	int reused;                        /* the attempt went over a kept-alive connection */
 	int fresh_retry;                   /* a stale kept-alive connection was retried fresh */
+	char path[256];
+	struct evhttp_request *ureq;       /* the upstream request in flight */
+	struct event *connect_timer;       /* connect + TLS handshake deadline of the attempt */
+	int connect_timed_out;
+	int tried_down;                    /* an upstream marked down was tried as the last resort */
+	int cert_ok;                       /* a client certificate that verified */
+	struct eg_csr *cert_names;         /* its names, for on_enroll (ctx.device.cert) */
 	double t_start;
 	/* for the audit record */
 	char client[64];
@@ -220,6 +230,9 @@ static void audit(struct est_call *call, int status, const char *outcome, const 
 
 static void call_free(struct est_call *call)
 {
+	eg_csr_free(call->cert_names);
+	if (call->connect_timer)
+		event_free(call->connect_timer);
 	if (call->body)
 		evbuffer_free(call->body);
 	eg_policy_unref(call->pol);
@@ -270,6 +283,25 @@ static struct upstream_health *health_of(struct eg_est *e, const char *url, int 
 
 /* ---- cacerts cache ---- */
 
+/* Cache key of a label: hex SHA-256 over its name and upstream URLs. */
+static void cache_key(const struct eg_est_label *lb, char out[65])
+{
+	unsigned char md[32];
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+	unsigned int n = 0;
+	out[0] = '\0';
+	if (!m)
+		return;
+	EVP_DigestInit_ex(m, EVP_sha256(), NULL);
+	EVP_DigestUpdate(m, lb->name, strlen(lb->name) + 1);
+	for (int i = 0; i < lb->nup; i++)
+		EVP_DigestUpdate(m, lb->up[i].url, strlen(lb->up[i].url) + 1);
+	EVP_DigestFinal_ex(m, md, &n);
+	EVP_MD_CTX_free(m);
+	for (unsigned int i = 0; i < n && i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 static struct cacerts_cache *cache_of(struct eg_est *e, const char *label, int create)
 {
 	struct cacerts_cache *oldest = &e->cache[0];
@@ -291,9 +323,12 @@ static struct cacerts_cache *cache_of(struct eg_est *e, const char *label, int c
 	return oldest->used ? oldest : NULL;
 }
 
-static void cache_store(struct eg_est *e, const char *label, const char *ctype, const char *cte, struct evbuffer *body)
+static void cache_store(struct eg_est *e, const struct eg_est_label *lb, const char *ctype, const char *cte,
+			struct evbuffer *body)
 {
-	struct cacerts_cache *c = cache_of(e, label, 1);
+	char key[65];
+	cache_key(lb, key);
+	struct cacerts_cache *c = cache_of(e, key, 1);
 	if (!c)
 		return;
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
@@ -307,7 +342,9 @@ static void cache_store(struct eg_est *e, const char *label, const char *ctype, 
  * 1 if answered (the call is then finished), 0 if not. */
 static int cache_answer(struct est_call *call, double max_age, const char *outcome)
 {
-	struct cacerts_cache *c = cache_of(call->est, call->label->name, 0);
+	char key[65];
+	cache_key(call->label, key);
+	struct cacerts_cache *c = cache_of(call->est, key, 0);
 	if (!c || (max_age >= 0 && mono() - c->stored_at > max_age))
 		return 0;
 	struct evkeyvalq *dh = evhttp_request_get_output_headers(call->req);
@@ -438,6 +475,8 @@ static void upstream_error_cb(enum evhttp_request_error err, void *arg)
 
 static const char *upstream_error_text(struct est_call *call)
 {
+	if (call->connect_timed_out)
+		return "did not complete the TLS handshake in time";
 	if (!call->uerr_set)
 		return "connection or TLS handshake failed";
 	switch (call->uerr) {
@@ -484,8 +523,12 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 	const struct eg_est_upstream *up = &call->label->up[call->next_up - 1];
 	int code = ureq ? evhttp_request_get_response_code(ureq) : 0;
 	int reused = call->reused;
+	int timed_out = call->uerr_set && call->uerr == EVREQ_HTTP_TIMEOUT;
+	call->ureq = NULL;
+	if (call->connect_timer)
+		evtimer_del(call->connect_timer);
 	release_conn(call, code != 0);
-	if (code == 0 && reused && !call->fresh_retry) {
+	if (code == 0 && reused && !call->fresh_retry && !timed_out) {
 		/* a kept-alive connection the CA had given up on: the same upstream once more, fresh */
 		call->fresh_retry = 1;
 		call->next_up--;
@@ -497,6 +540,13 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 		h->down_until = mono() + call->pol->est->down_hold;
 		eg_log(EG_LOG_WARN, "est", "upstream %s %s; skipped for %.0f s", up->url, upstream_error_text(call),
 		       call->pol->est->down_hold);
+		if (timed_out && call->method == EVHTTP_REQ_POST) {
+			/* the CA has the request and may act on it: sending it to another CA could issue
+			 * twice; the device asks again later */
+			const struct eg_est_error *ee = &call->pol->est->err_upstream_down;
+			call_fail(call, ee->status, "upstream-down", ee->text);
+			return;
+		}
 		try_next_upstream(call);
 		return;
 	}
@@ -519,7 +569,7 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 		}
 	}
 	if (code == 200 && strcmp(call->op, "cacerts") == 0 && call->pol->est->cacerts_cache > 0)
-		cache_store(e, call->label->name, ctype, evhttp_find_header(uh, "Content-Transfer-Encoding"), in);
+		cache_store(e, call->label, ctype, evhttp_find_header(uh, "Content-Transfer-Encoding"), in);
 	evhttp_add_header(dh, "Content-Type", ctype ? ctype : "application/octet-stream");
 	static const char *const pass[] = { "Content-Transfer-Encoding", "Retry-After", NULL };
 	for (int i = 0; pass[i]; i++) {
@@ -533,6 +583,28 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 	      NULL, is_enroll ? pkcs7_cert(answer, 0) : NULL);
 	PKCS7_free(answer);
 	call_free(call);
+}
+
+/* timeouts.connect: a new upstream connection must finish connect + TLS handshake in time.
+ * Nothing has been delivered then, so another upstream may be asked. */
+static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct est_call *call = arg;
+	(void)fd;
+	(void)what;
+	SSL *ssl = call->uconn ? bufferevent_openssl_get_ssl(evhttp_connection_get_bufferevent(call->uconn)) : NULL;
+	if (!call->ureq || (ssl && SSL_is_init_finished(ssl)))
+		return; /* connected in time: the response timeout governs from here */
+	const struct eg_est_upstream *up = &call->label->up[call->next_up - 1];
+	struct upstream_health *h = health_of(call->est, up->url, 1);
+	h->down_until = mono() + call->pol->est->down_hold;
+	call->connect_timed_out = 1;
+	eg_log(EG_LOG_WARN, "est", "upstream %s did not complete the TLS handshake in %.1f s; skipped for %.0f s", up->url,
+	       call->pol->est->connect_timeout, call->pol->est->down_hold);
+	evhttp_cancel_request(call->ureq); /* no callback; the connection is reset */
+	call->ureq = NULL;
+	release_conn(call, 0);
+	try_next_upstream(call);
 }
 
 static SSL *upstream_ssl(const struct eg_est_label *lb, const struct eg_est_upstream *up)
@@ -618,10 +690,39 @@ static void try_next_upstream(struct est_call *call)
 		call->tried++;
 		call->uconn = conn;
 		call->slot = slot;
-		if (evhttp_make_request(conn, ureq, call->method, path) == 0)
+		call->connect_timed_out = 0;
+		if (evhttp_make_request(conn, ureq, call->method, path) == 0) {
+			if (call->uconn == conn) { /* (a failure may have been reported synchronously) */
+				call->ureq = ureq;
+				if (!call->reused && (call->connect_timer ||
+						      (call->connect_timer = evtimer_new(e->srv->base, connect_timeout_cb, call)))) {
+					struct timeval ctv = { (time_t)conf->connect_timeout,
+							       (suseconds_t)((conf->connect_timeout - floor(conf->connect_timeout)) * 1e6) };
+					evtimer_add(call->connect_timer, &ctv);
+				}
+			}
 			return;
-		/* evhttp freed ureq; the connection is ours */
+		}
+		/* libevent 2.1 leaves ureq neither sent nor freed here; freeing it ourselves could race
+		 * with a failure callback, so it is left (a rare, small leak); the connection is ours */
 		release_conn(call, 0);
+	}
+	/* every upstream is marked down: the one marked longest ago gets one more chance, so that a
+	 * single failure does not refuse a label for down_hold seconds */
+	if (!call->tried && !call->tried_down && lb->nup > 0) {
+		int best = 0;
+		for (int i = 1; i < lb->nup; i++) {
+			struct upstream_health *hi = health_of(e, lb->up[i].url, 0), *hb = health_of(e, lb->up[best].url, 0);
+			if (hi && hb && hi->down_until < hb->down_until)
+				best = i;
+		}
+		struct upstream_health *hb = health_of(e, lb->up[best].url, 0);
+		call->tried_down = 1;
+		call->next_up = best;
+		if (hb)
+			hb->down_until = 0;
+		try_next_upstream(call);
+		return;
 	}
 	/* cacerts while every upstream is down: the last good answer, whatever its age */
 	if (strcmp(call->op, "cacerts") == 0 && conf->cacerts_cache > 0 && cache_answer(call, -1, "cached-upstream-down")) {
@@ -636,32 +737,6 @@ static void try_next_upstream(struct est_call *call)
 
 /* ---- device requests ---- */
 
-/* HTTP Basic credentials of req checked against est.lua's users; the user name on success. */
-static int check_basic(const struct eg_est_conf *conf, struct evhttp_request *req, char *user, size_t ulen)
-{
-	const char *a = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	if (!a || strncasecmp(a, "Basic ", 6) != 0)
-		return 0;
-	a += 6;
-	while (*a == ' ')
-		a++;
-	unsigned char dec[512];
-	long n = eg_base64_decode_ws(a, strlen(a), dec, sizeof(dec) - 1);
-	if (n <= 0)
-		return 0;
-	dec[n] = '\0';
-	char *colon = memchr(dec, ':', (size_t)n);
-	int ok = 0;
-	if (colon && memchr(dec, '\0', (size_t)n) == NULL) {
-		*colon = '\0';
-		ok = eg_est_check_password(conf, (char *)dec, colon + 1);
-		if (ok)
-			snprintf(user, ulen, "%.*s", (int)ulen - 1, (char *)dec);
-	}
-	OPENSSL_cleanse(dec, sizeof(dec));
-	return ok;
-}
-
 static int op_known(const char *op)
 {
 	static const char *const ops[] = { "cacerts", "simpleenroll", "simplereenroll", "csrattrs", "serverkeygen",
@@ -670,6 +745,99 @@ static int op_known(const char *op)
 		if (strcmp(op, ops[i]) == 0)
 			return 1;
 	return 0;
+}
+
+static int is_get_op(const char *op)
+{
+	return strcmp(op, "cacerts") == 0 || strcmp(op, "csrattrs") == 0;
+}
+
+/* The device is who it must be (or the operation needs no one): check the request itself,
+ * ask on_enroll, relay. Owns call. */
+static void est_authorized(struct est_call *call)
+{
+	struct evhttp_request *req = call->req;
+	if (is_get_op(call->op)) {
+		const struct eg_est_conf *conf = call->pol->est;
+		if (strcmp(call->op, "cacerts") == 0 && conf->cacerts_cache > 0 && cache_answer(call, conf->cacerts_cache, "cached"))
+			return;
+		try_next_upstream(call);
+		return;
+	}
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	if (!ct || strncasecmp(ct, "application/pkcs10", 18) != 0 || (ct[18] && ct[18] != ';' && ct[18] != ' ')) {
+		call_fail(call, 415, "bad-request", "expected Content-Type application/pkcs10");
+		return;
+	}
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t n = evbuffer_get_length(in);
+	struct eg_csr *csr = NULL;
+	char why[200];
+	if (eg_csr_parse(evbuffer_pullup(in, -1), n, &csr, why, sizeof(why)) != EG_CSR_OK) {
+		call_fail(call, 400, "bad-request", why);
+		return;
+	}
+	snprintf(call->csr_subject, sizeof(call->csr_subject), "%s", csr->subject_text);
+	snprintf(call->key_desc, sizeof(call->key_desc), "%s%s%s/%d", csr->key_type, csr->curve[0] ? ":" : "", csr->curve,
+		 csr->key_bits);
+	size_t off = 0;
+	for (int i = 0; i < csr->nsan && off < sizeof(call->csr_names) - 1; i++)
+		off += (size_t)snprintf(call->csr_names + off, sizeof(call->csr_names) - off, "%s%s:%s", i ? "," : "",
+					csr->san[i].type, csr->san[i].value);
+	struct eg_enroll_info ei = {
+		.protocol = "est", .label = call->label->name, .op = call->op, .csr = csr,
+		.user = call->user[0] ? call->user : NULL, .cert = call->cert_names,
+		.cert_serial = call->cert_serial[0] ? call->cert_serial : NULL,
+	};
+	struct eg_request_info ri = { .method = "POST", .host = "", .path = call->path, .client = call->client, .enroll = &ei };
+	struct eg_verdict v;
+	eg_policy_enroll(call->pol, &ri, &v);
+	if (!v.allow) {
+		eg_csr_free(csr);
+		int st = v.status >= 400 && v.status <= 599 ? v.status : 403;
+		call_fail(call, st, v.stage && strcmp(v.stage, "hook-error") == 0 ? "policy-error" : "denied", v.reason);
+		return;
+	}
+	/* forward the request as received (DER re-encoded as one base64 line, RFC 8951) */
+	call->body = evbuffer_new();
+	unsigned char *b64 = malloc(4 * ((csr->der_len + 2) / 3) + 1);
+	if (!call->body || !b64) {
+		free(b64);
+		eg_csr_free(csr);
+		call_fail(call, 503, "internal-error", "out of memory");
+		return;
+	}
+	int bl = EVP_EncodeBlock(b64, csr->der, (int)csr->der_len);
+	evbuffer_add(call->body, b64, (size_t)bl);
+	free(b64);
+	snprintf(call->content_type, sizeof(call->content_type), "application/pkcs10");
+	eg_csr_free(csr);
+	try_next_upstream(call);
+}
+
+static void refuse_unauthenticated(struct est_call *call)
+{
+	int a = call->label->auth;
+	if (a & (EG_EST_AUTH_BASIC | EG_EST_AUTH_BOTH))
+		evhttp_add_header(evhttp_request_get_output_headers(call->req), "WWW-Authenticate",
+				  "Basic realm=\"enrollgate EST\", charset=\"UTF-8\"");
+	call_fail(call, 401, "unauthenticated",
+		  (a & EG_EST_AUTH_BOTH) ? "client certificate and password required"
+		  : (a & EG_EST_AUTH_BASIC) && (a & EG_EST_AUTH_CERT) ? "client certificate or password required"
+		  : (a & EG_EST_AUTH_BASIC) ? "password required" : "client certificate required");
+}
+
+/* The password check that ran off the loop is done. */
+static void password_checked(int ok, const char *user, void *arg)
+{
+	struct est_call *call = arg;
+	int a = call->label->auth;
+	if (ok)
+		snprintf(call->user, sizeof(call->user), "%s", user);
+	if (ok && ((a & EG_EST_AUTH_BASIC) || ((a & EG_EST_AUTH_BOTH) && call->cert_ok)))
+		est_authorized(call);
+	else
+		refuse_unauthenticated(call);
 }
 
 static void est_request_cb(struct evhttp_request *req, void *arg)
@@ -705,10 +873,11 @@ static void est_request_cb(struct evhttp_request *req, void *arg)
 
 	/* /.well-known/est/<op> or /.well-known/est/<label>/<op> */
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	if (!path || strncmp(path, EST_PREFIX, sizeof(EST_PREFIX) - 1) != 0) {
+	if (!path || strncmp(path, EST_PREFIX, sizeof(EST_PREFIX) - 1) != 0 || strlen(path) >= sizeof(call->path)) {
 		call_fail(call, 404, "not-found", "not an EST path");
 		return;
 	}
+	snprintf(call->path, sizeof(call->path), "%s", path);
 	const char *rest = path + sizeof(EST_PREFIX) - 1, *slash = strchr(rest, '/');
 	const char *label = slash ? rest : "", *op = slash ? slash + 1 : rest;
 	size_t label_len = slash ? (size_t)(slash - rest) : 0;
@@ -726,99 +895,45 @@ static void est_request_cb(struct evhttp_request *req, void *arg)
 		call_fail(call, 501, "not-implemented", "fullcmc is not offered");
 		return;
 	}
-	int is_get_op = strcmp(op, "cacerts") == 0 || strcmp(op, "csrattrs") == 0;
-	int method_ok = is_get_op ? call->method == EVHTTP_REQ_GET : call->method == EVHTTP_REQ_POST;
-	if (!method_ok) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", is_get_op ? "GET" : "POST");
-		call_fail(call, 405, "bad-request", is_get_op ? "use GET" : "use POST");
+	int get_op = is_get_op(op);
+	if (get_op ? call->method != EVHTTP_REQ_GET : call->method != EVHTTP_REQ_POST) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", get_op ? "GET" : "POST");
+		call_fail(call, 405, "bad-request", get_op ? "use GET" : "use POST");
 		return;
 	}
 
-	/* who is asking: a verified client certificate and/or Basic credentials */
+	/* who is asking: a verified client certificate, and a password only where it is needed */
 	X509 *peer = SSL_get0_peer_certificate(ssl);
-	int cert_ok = peer && SSL_get_verify_result(ssl) == X509_V_OK;
-	struct eg_csr *cert_names = NULL;
-	if (cert_ok) {
+	call->cert_ok = peer && SSL_get_verify_result(ssl) == X509_V_OK;
+	if (call->cert_ok) {
 		eg_tls_describe_cert(peer, call->cert_subject, sizeof(call->cert_subject), call->cert_serial,
 				     sizeof(call->cert_serial));
-		cert_names = eg_csr_from_cert(peer);
+		call->cert_names = eg_csr_from_cert(peer);
 	}
-	int basic_ok = check_basic(conf, req, call->user, sizeof(call->user));
-	if (!is_get_op) {
-		int a = call->label->auth;
-		int ok = ((a & EG_EST_AUTH_CERT) && cert_ok) || ((a & EG_EST_AUTH_BASIC) && basic_ok) ||
-			 ((a & EG_EST_AUTH_BOTH) && cert_ok && basic_ok);
-		if (!ok) {
-			if (a & (EG_EST_AUTH_BASIC | EG_EST_AUTH_BOTH))
-				evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-						  "Basic realm=\"enrollgate EST\", charset=\"UTF-8\"");
-			eg_csr_free(cert_names);
-			call_fail(call, 401, "unauthenticated",
-				  (a & EG_EST_AUTH_BOTH) ? "client certificate and password required"
-				  : (a & EG_EST_AUTH_BASIC) && (a & EG_EST_AUTH_CERT) ? "client certificate or password required"
-				  : (a & EG_EST_AUTH_BASIC) ? "password required" : "client certificate required");
-			return;
-		}
-	}
-
-	if (!is_get_op) {
-		const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-		if (!ct || strncasecmp(ct, "application/pkcs10", 18) != 0 || (ct[18] && ct[18] != ';' && ct[18] != ' ')) {
-			eg_csr_free(cert_names);
-			call_fail(call, 415, "bad-request", "expected Content-Type application/pkcs10");
-			return;
-		}
-		struct evbuffer *in = evhttp_request_get_input_buffer(req);
-		size_t n = evbuffer_get_length(in);
-		struct eg_csr *csr = NULL;
-		char why[200];
-		if (eg_csr_parse(evbuffer_pullup(in, -1), n, &csr, why, sizeof(why)) != EG_CSR_OK) {
-			eg_csr_free(cert_names);
-			call_fail(call, 400, "bad-request", why);
-			return;
-		}
-		snprintf(call->csr_subject, sizeof(call->csr_subject), "%s", csr->subject_text);
-		snprintf(call->key_desc, sizeof(call->key_desc), "%s%s%s/%d", csr->key_type, csr->curve[0] ? ":" : "",
-			 csr->curve, csr->key_bits);
-		size_t off = 0;
-		for (int i = 0; i < csr->nsan && off < sizeof(call->csr_names) - 1; i++)
-			off += (size_t)snprintf(call->csr_names + off, sizeof(call->csr_names) - off, "%s%s:%s", i ? "," : "",
-						csr->san[i].type, csr->san[i].value);
-		struct eg_enroll_info ei = {
-			.protocol = "est", .label = call->label->name, .op = call->op, .csr = csr,
-			.user = call->user[0] ? call->user : NULL, .cert = cert_names,
-			.cert_serial = call->cert_serial[0] ? call->cert_serial : NULL,
-		};
-		struct eg_request_info ri = { .method = "POST", .host = "", .path = path, .client = call->client, .enroll = &ei };
-		struct eg_verdict v;
-		eg_policy_enroll(call->pol, &ri, &v);
-		if (!v.allow) {
-			eg_csr_free(csr);
-			eg_csr_free(cert_names);
-			int st = v.status >= 400 && v.status <= 599 ? v.status : 403;
-			call_fail(call, st, v.stage && strcmp(v.stage, "hook-error") == 0 ? "policy-error" : "denied", v.reason);
-			return;
-		}
-		/* forward the request as received (DER re-encoded as one base64 line, RFC 8951) */
-		call->body = evbuffer_new();
-		unsigned char *b64 = malloc(4 * ((csr->der_len + 2) / 3) + 1);
-		if (!call->body || !b64) {
-			free(b64);
-			eg_csr_free(csr);
-			eg_csr_free(cert_names);
-			call_fail(call, 503, "internal-error", "out of memory");
-			return;
-		}
-		int bl = EVP_EncodeBlock(b64, csr->der, (int)csr->der_len);
-		evbuffer_add(call->body, b64, (size_t)bl);
-		free(b64);
-		snprintf(call->content_type, sizeof(call->content_type), "application/pkcs10");
-		eg_csr_free(csr);
-	}
-	eg_csr_free(cert_names);
-	if (strcmp(op, "cacerts") == 0 && conf->cacerts_cache > 0 && cache_answer(call, conf->cacerts_cache, "cached"))
+	int a = call->label->auth;
+	if (get_op || ((a & EG_EST_AUTH_CERT) && call->cert_ok)) {
+		est_authorized(call);
 		return;
-	try_next_upstream(call);
+	}
+	if (!(a & EG_EST_AUTH_BASIC) && !((a & EG_EST_AUTH_BOTH) && call->cert_ok)) {
+		refuse_unauthenticated(call);
+		return;
+	}
+	const char *authz = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	char user[64] = "";
+	switch (eg_pw_check(e->pw, conf, authz, user, sizeof(user), password_checked, call)) {
+	case EG_PW_OK:
+		password_checked(1, user, call);
+		return;
+	case EG_PW_PENDING:
+		return; /* password_checked() carries on */
+	case EG_PW_BUSY:
+		call_fail(call, 503, "busy", "too many password checks at once; retry");
+		return;
+	default:
+		refuse_unauthenticated(call);
+		return;
+	}
 }
 
 /* Each device connection gets an SSL from the newest server context (a reload may renew the
@@ -848,6 +963,9 @@ int eg_est_start(struct eg_server *srv)
 		return -1;
 	e->srv = srv;
 	srv->est = e;
+	e->pw = eg_pw_checker_new(srv->base);
+	if (!e->pw)
+		return -1;
 	e->http = evhttp_new(srv->base);
 	if (!e->http || SSL_CTX_up_ref(conf->server_ctx) != 1)
 		return -1;
@@ -1017,6 +1135,7 @@ void eg_est_free(struct eg_est *e)
 {
 	if (!e)
 		return;
+	eg_pw_checker_free(e->pw);
 	for (int i = 0; i < EST_CACHE_SLOTS; i++)
 		if (e->cache[i].body)
 			evbuffer_free(e->cache[i].body);

@@ -106,7 +106,12 @@ static int parse_upstream(const char *s, struct eg_est_upstream *u)
 		 strlen(s) < sizeof(u->url) && (!path || strlen(path) < sizeof(u->path));
 	if (ok) {
 		snprintf(u->url, sizeof(u->url), "%s", s);
-		snprintf(u->host, sizeof(u->host), "%s", host);
+		/* evhttp_uri keeps the brackets of an IPv6 literal: the address goes without them */
+		size_t hl = strlen(host);
+		if (host[0] == '[' && hl > 2 && host[hl - 1] == ']')
+			snprintf(u->host, sizeof(u->host), "%.*s", (int)(hl - 2), host + 1);
+		else
+			snprintf(u->host, sizeof(u->host), "%s", host);
 		u->port = (uint16_t)(port > 0 ? port : 443);
 		snprintf(u->path, sizeof(u->path), "%s", path ? path : "");
 		size_t l = strlen(u->path);
@@ -478,25 +483,28 @@ static int pbkdf2(const char *password, const unsigned char *salt, size_t saltle
 				 out) == 1 ? 0 : -1;
 }
 
-int eg_est_check_password(const struct eg_est_conf *c, const char *user, const char *password)
+const char *eg_est_user_hash(const struct eg_est_conf *c, const char *user)
 {
-	for (int i = 0; i < c->nusers; i++) {
-		if (strcmp(c->users[i].name, user) != 0)
-			continue;
-		unsigned iter = 0;
-		char salt64[100], hash64[100];
-		unsigned char salt[80], want[80], got[80];
-		if (sscanf(c->users[i].hash, "pbkdf2-sha256$%u$%99[^$]$%99s", &iter, salt64, hash64) != 3)
-			return 0;
-		long sl = eg_base64_decode_ws(salt64, strlen(salt64), salt, sizeof(salt));
-		long hl = eg_base64_decode_ws(hash64, strlen(hash64), want, sizeof(want));
-		if (sl <= 0 || hl < 16 || pbkdf2(password, salt, (size_t)sl, iter, got, (size_t)hl) < 0)
-			return 0;
-		int ok = CRYPTO_memcmp(got, want, (size_t)hl) == 0;
-		OPENSSL_cleanse(got, sizeof(got));
-		return ok;
-	}
-	return 0;
+	for (int i = 0; i < c->nusers; i++)
+		if (strcmp(c->users[i].name, user) == 0)
+			return c->users[i].hash;
+	return NULL;
+}
+
+int eg_est_verify_hash(const char *hash, const char *password)
+{
+	unsigned iter = 0;
+	char salt64[100], hash64[100];
+	unsigned char salt[80], want[80], got[80];
+	if (sscanf(hash, "pbkdf2-sha256$%u$%99[^$]$%99s", &iter, salt64, hash64) != 3)
+		return 0;
+	long sl = eg_base64_decode_ws(salt64, strlen(salt64), salt, sizeof(salt));
+	long hl = eg_base64_decode_ws(hash64, strlen(hash64), want, sizeof(want));
+	if (sl <= 0 || hl < 16 || pbkdf2(password, salt, (size_t)sl, iter, got, (size_t)hl) < 0)
+		return 0;
+	int ok = CRYPTO_memcmp(got, want, (size_t)hl) == 0;
+	OPENSSL_cleanse(got, sizeof(got));
+	return ok;
 }
 
 int eg_est_hash_password(const char *password, char *out, size_t cap)

@@ -78,8 +78,11 @@ void eg_est_conf_free(struct eg_est_conf *c);
 /* The label named name (n bytes), or NULL: routing is exact and case-sensitive. */
 const struct eg_est_label *eg_est_conf_label(const struct eg_est_conf *c, const char *name, size_t n);
 
-/* 1 if user/password match a configured user, else 0 (constant time in the hash compare). */
-int eg_est_check_password(const struct eg_est_conf *c, const char *user, const char *password);
+/* The stored hash of user, or NULL. */
+const char *eg_est_user_hash(const struct eg_est_conf *c, const char *user);
+
+/* 1 if password matches the stored hash (PBKDF2: costly, run it off the event loop), else 0. */
+int eg_est_verify_hash(const char *hash, const char *password);
 
 /* Hash a password into the stored form (for `enrollgate hash-password`). 0 or -1. */
 int eg_est_hash_password(const char *password, char *out, size_t cap);

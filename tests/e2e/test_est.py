@@ -33,6 +33,7 @@ class CA:
 
     def __init__(self, d, *extra, port=None):
         self.d, self.extra = d, extra
+        self.host = "[::1]" if "::1" in extra else "127.0.0.1"
         self.port, self.control = port or free_port(), free_port()
         ready = os.path.join(d, "ready-%d" % self.port)
         if os.path.exists(ready):
@@ -47,7 +48,7 @@ class CA:
             time.sleep(0.05)
 
     def ctl(self, path, body=None):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.control, path),
+        req = urllib.request.Request("http://%s:%d%s" % (self.host, self.control, path),
                                      data=json.dumps(body).encode() if body is not None else None,
                                      method="POST" if body is not None else "GET")
         with urllib.request.urlopen(req, timeout=5) as r:
@@ -71,7 +72,7 @@ return {
   tls = { cert = "%(d)s/server.pem", key = "%(d)s/server.key", device_ca = "%(d)s/clientca.pem" },
   identity = %(identity)s,
   users = { ["dev-basic"] = "%(hash)s" },
-  timeouts = { connect = 2, response = %(response)s },
+  timeouts = { connect = 1, response = %(response)s },
   retry_after = 42,
   down_hold = 0,
   cacerts_cache = 1,
@@ -82,6 +83,9 @@ return {
     fail  = { upstreams = { "https://127.0.0.1:%(dead)d/.well-known/est", "https://127.0.0.1:%(ca)d/.well-known/est" },
               trust = "%(d)s/ca.pem" },
     down  = { upstreams = { "https://127.0.0.1:%(dead)d/.well-known/est" }, trust = "%(d)s/ca.pem" },
+    hang  = { upstreams = { "https://127.0.0.1:%(hang)d/.well-known/est", "https://127.0.0.1:%(ca)d/.well-known/est" },
+              trust = "%(d)s/ca.pem" },
+    v6    = { upstreams = { "https://[::1]:%(ca6)d/.well-known/est" }, trust = "%(d)s/ca.pem" },
   },
   on_enroll = est.policy{ labels = { ["*"] = { cn_in_san = true }, VPN = { dns_under = { %(vpn_domain)s } } } },
 }
@@ -101,6 +105,20 @@ class EstTest(unittest.TestCase):
                     "--password", "pw-" + out)
             assert r.returncode == 0, r.stderr
         cls.ca = CA(d, "--client-ca", os.path.join(d, "clientca.pem"), "--labels", "VPN")
+        # a listener that never accepts: TCP connects (backlog), the TLS handshake never starts
+        import socket
+        cls.hang = socket.socket()
+        cls.hang.bind(("127.0.0.1", 0))
+        cls.hang.listen(16)
+        cls.ca6 = None
+        try:
+            probe = socket.socket(socket.AF_INET6)
+            probe.bind(("::1", 0))
+            cls.ca6_port = probe.getsockname()[1]
+            probe.close()
+            cls.ca6 = CA(d, "--host", "::1", "--client-ca", os.path.join(d, "clientca.pem"), port=cls.ca6_port)
+        except (OSError, RuntimeError):
+            cls.ca6_port = 1
         cls.est_port, cls.dead = free_port(), free_port()
         cls.eg = Daemon()
         cls.write_est(cls)
@@ -110,6 +128,9 @@ class EstTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.eg.stop()
         cls.ca.stop()
+        cls.hang.close()
+        if cls.ca6:
+            cls.ca6.stop()
         shutil.rmtree(cls.d, ignore_errors=True)
 
     def write_est(self, vpn_domain='"vpn.example.com"', response=3, identity=None):
@@ -117,6 +138,7 @@ class EstTest(unittest.TestCase):
         if identity is None:
             identity = '{ cert = "%s/appliance.pem", key = "%s/appliance.key", passphrase_file = "%s/appliance.pass" }' % (d, d, d)
         text = EST_LUA % dict(port=self.est_port, d=d, ca=self.ca.port, dead=self.dead, response=response,
+                              hang=self.hang.getsockname()[1], ca6=self.ca6_port,
                               hash=pbkdf2_hash("s3cret"), vpn_domain=vpn_domain, identity=identity)
         with open(os.path.join(self.eg.conf, "est.lua"), "w") as f:
             f.write(text)
@@ -362,6 +384,22 @@ class EstTest(unittest.TestCase):
             self.assertEqual(status, 200, head)
         self.assertEqual(len(self.ca.requests()), 3)
 
+    def test_connect_timeout_fails_over(self):
+        body = self.csr("hang", "-algorithm", "ED25519")
+        t0 = time.time()
+        status, head, _ = self.curl(self.url("hang", "simpleenroll"), body=body)
+        self.assertEqual(status, 200, head)
+        self.assertLess(time.time() - t0, 2.7)  # connect timeout 1 s, then the live CA (response timeout is 3 s)
+        self.assertIn(str(self.ca.port), self.audit(lambda r: r.get("label") == "hang")[-1]["upstream"])
+        self.assertIn("did not complete the TLS handshake", self.eg.log())
+
+    def test_ipv6_literal_upstream(self):
+        if not self.ca6:
+            self.skipTest("no IPv6 loopback here")
+        status, head, _ = self.curl(self.url("v6", "simpleenroll"), body=self.csr("v6", "-algorithm", "ED25519"))
+        self.assertEqual(status, 200, head)
+        self.assertEqual(len(self.ca6.requests()), 1)
+
     def test_upstream_modes(self):
         body = self.csr("modes", "-algorithm", "ED25519")
         try:
@@ -427,6 +465,7 @@ class EstTest(unittest.TestCase):
             ident = '{ cert = "%s/appliance.pem", key = "%s/appliance.key", passphrase_file = "%s" }' % (self.d, self.d, bad)
             with open(os.path.join(conf, "est.lua"), "w") as f:
                 f.write(EST_LUA % dict(port=self.est_port, d=self.d, ca=self.ca.port, dead=self.dead, response=3,
+                                       hang=self.hang.getsockname()[1], ca6=self.ca6_port,
                                        hash=pbkdf2_hash("x"), vpn_domain='"v"', identity=ident))
             r = run(os.environ.get("EG_BIN", "build/enrollgate"), "check", "-c", conf)
             self.assertEqual(r.returncode, 1)
@@ -435,6 +474,7 @@ class EstTest(unittest.TestCase):
             p12 = '{ pkcs12 = "%s/appliance.p12", password_file = "%s" }' % (self.d, bad)
             with open(os.path.join(conf, "est.lua"), "w") as f:
                 f.write(EST_LUA % dict(port=self.est_port, d=self.d, ca=self.ca.port, dead=self.dead, response=3,
+                                       hang=self.hang.getsockname()[1], ca6=self.ca6_port,
                                        hash=pbkdf2_hash("x"), vpn_domain='"v"', identity=p12))
             r = run(os.environ.get("EG_BIN", "build/enrollgate"), "check", "-c", conf)
             self.assertEqual(r.returncode, 1)
