@@ -93,6 +93,9 @@ struct eg_est {
 	struct cacerts_cache cache[EST_CACHE_SLOTS];
 	struct est_stat stats[EST_STAT_SLOTS];
 	unsigned long long stats_other;    /* label/result pairs beyond the table */
+	int calls;                         /* device requests being answered */
+	struct evhttp_bound_socket *bound[EG_MAX_LISTEN];
+	int nbound;
 };
 
 /* One device request being relayed. Owns its generation reference and the upstream attempt. */
@@ -237,6 +240,16 @@ static void call_free(struct est_call *call)
 		evbuffer_free(call->body);
 	eg_policy_unref(call->pol);
 	free(call);
+}
+
+/* The answer to a device left (written to its socket): a drain may end now. A device that
+ * went away first never gets here; the drain then ends at its timeout. */
+static void reply_sent_cb(struct evhttp_request *req, void *arg)
+{
+	struct eg_est *e = arg;
+	(void)req;
+	e->calls--;
+	eg_server_exit_if_drained(e->srv);
 }
 
 /* Answer from enrollgate itself, audit, end of the call. */
@@ -856,6 +869,8 @@ static void est_request_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	call->est = e;
+	e->calls++;
+	evhttp_request_set_on_complete_cb(req, reply_sent_cb, e);
 	call->req = req;
 	call->t_start = mono();
 	call->pol = eg_server_policy(e->srv);
@@ -999,6 +1014,7 @@ int eg_est_start(struct eg_server *srv)
 		/* accepted sockets inherit it: bufferevent_openssl writes a reply in several TLS records,
 		 * and Nagle would hold the last one for the device's delayed ACK (40 ms) */
 		set_nodelay(evhttp_bound_socket_get_fd(bs));
+		e->bound[e->nbound++] = bs;
 		eg_log(EG_LOG_INFO, "est", "EST listening on %s (%d label%s)", a, conf->nlabels, conf->nlabels == 1 ? "" : "s");
 	}
 	return 0;
@@ -1112,6 +1128,19 @@ int eg_est_test_upstream(struct eg_policy *p, const char *label, FILE *out)
 	fprintf(out, "%s: %d of %d upstream%s working\n", ok_count ? "OK" : "FAILED", ok_count, lb->nup,
 		lb->nup == 1 ? "" : "s");
 	return ok_count ? 0 : 1;
+}
+
+int eg_est_busy(const struct eg_est *e)
+{
+	return e ? e->calls : 0;
+}
+
+void eg_est_stop_accepting(struct eg_est *e)
+{
+	for (int i = 0; e && i < e->nbound; i++)
+		evhttp_del_accept_socket(e->http, e->bound[i]);
+	if (e)
+		e->nbound = 0;
 }
 
 void eg_est_render_metrics(struct eg_est *e, struct evbuffer *b)

@@ -22,6 +22,11 @@ void eg_est_free(struct eg_est *e);
  * chain with SHA-256 fingerprints to out. 0 if at least one upstream works, else 1. */
 int eg_est_test_upstream(struct eg_policy *p, const char *label, FILE *out);
 
+/* Device requests being answered (0 when e is NULL), and the end of new connections: what a
+ * SIGTERM drain waits for and does first. */
+int eg_est_busy(const struct eg_est *e);
+void eg_est_stop_accepting(struct eg_est *e);
+
 struct evbuffer;
 /* Prometheus lines: enrollgate_est_requests_total{label,result}. Nothing when e is NULL. */
 void eg_est_render_metrics(struct eg_est *e, struct evbuffer *b);

@@ -166,8 +166,7 @@ void eg_conn_free(struct eg_conn *c)
 	free(c->headbuf);
 	free(c);
 	srv->metrics.active_connections--;
-	if (srv->draining && srv->metrics.active_connections == 0)
-		event_base_loopexit(srv->base, NULL);
+	eg_server_exit_if_drained(srv);
 }
 
 /* ---- access log ---- */

@@ -205,6 +205,12 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(srv->base, NULL);
 }
 
+void eg_server_exit_if_drained(struct eg_server *srv)
+{
+	if (srv->draining && srv->metrics.active_connections == 0 && eg_est_busy(srv->est) == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
 static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct eg_server *srv = arg;
@@ -220,7 +226,8 @@ static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	srv->nlisteners = 0;
 	eg_proxy_close_idle(srv);
-	if (srv->metrics.active_connections == 0) {
+	eg_est_stop_accepting(srv->est);
+	if (srv->metrics.active_connections == 0 && eg_est_busy(srv->est) == 0) {
 		event_base_loopexit(srv->base, NULL);
 		return;
 	}

@@ -67,6 +67,9 @@ void eg_server_free(struct eg_server *srv);
 /* Start building a new generation (coalesced if one is being built). */
 void eg_server_request_reload(struct eg_server *srv, struct evhttp_request *waiter);
 
+/* During a drain: leave the loop once no proxy connection and no EST request is left. */
+void eg_server_exit_if_drained(struct eg_server *srv);
+
 /* Current generation, with a reference for the caller. */
 struct eg_policy *eg_server_policy(struct eg_server *srv);
 

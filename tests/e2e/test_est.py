@@ -400,6 +400,36 @@ class EstTest(unittest.TestCase):
         self.assertEqual(status, 200, head)
         self.assertEqual(len(self.ca6.requests()), 1)
 
+    def test_sigterm_waits_for_an_enrollment_in_flight(self):
+        import threading
+        eg2 = Daemon(settings="return { limits = { drain_timeout = 10 } }")
+        port2 = free_port()
+        with open(os.path.join(self.eg.conf, "est.lua")) as f:
+            text = f.read().replace("127.0.0.1:%d\" }" % self.est_port, "127.0.0.1:%d\" }" % port2, 1)
+        with open(os.path.join(eg2.conf, "est.lua"), "w") as f:
+            f.write(text)
+        eg2.start()
+        result = {}
+        body = self.csr("drain", "-algorithm", "ED25519")
+        url = self.url("", "simpleenroll").replace(":%d/" % self.est_port, ":%d/" % port2)
+        try:
+            self.ca.mode("silent")
+            t = threading.Thread(target=lambda: result.update(r=self.curl(url, body=body)))
+            t.start()
+            time.sleep(0.8)  # the request is with the CA now
+            t0 = time.time()
+            eg2.proc.send_signal(signal.SIGTERM)
+            t.join(20)
+            eg2.proc.wait(20)
+            # answered (503 after the 3 s response timeout) before the daemon left, well within drain_timeout
+            self.assertEqual(result["r"][0], 503, result)
+            self.assertGreater(time.time() - t0, 1.5)
+            self.assertEqual(eg2.proc.returncode, 0)
+        finally:
+            self.ca.mode("ok")
+            if eg2.proc.poll() is None:
+                eg2.stop()
+
     def test_upstream_modes(self):
         body = self.csr("modes", "-algorithm", "ED25519")
         try:
