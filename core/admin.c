@@ -169,7 +169,6 @@ int eg_admin_start(struct eg_server *srv, const char *addr)
 {
 	struct sockaddr_storage ss;
 	int len;
-	char host[128];
 	if (eg_parse_listen_addr(addr, &ss, &len) < 0) {
 		eg_log(EG_LOG_ERROR, "admin", "bad admin address '%s'", addr);
 		return -1;
@@ -182,15 +181,12 @@ int eg_admin_start(struct eg_server *srv, const char *addr)
 	evhttp_set_max_body_size(srv->admin, 4096);
 	evhttp_set_timeout(srv->admin, 30);
 	evhttp_set_gencb(srv->admin, admin_cb, srv);
-	if (ss.ss_family == AF_INET6) {
-		const char *rb = strchr(addr, ']');
-		snprintf(host, sizeof(host), "%.*s", (int)(rb - addr - 1), addr + 1);
-	} else {
-		snprintf(host, sizeof(host), "%.*s", (int)(strrchr(addr, ':') - addr), addr);
-	}
-	uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						   : ((struct sockaddr_in *)&ss)->sin_port);
-	if (evhttp_bind_socket(srv->admin, host, port) < 0) {
+	/* our own socket: evhttp_bind_socket resolves with AI_ADDRCONFIG, which refuses 127.0.0.1
+	 * while no interface has an IPv4 address yet (an appliance before DHCP) */
+	evutil_socket_t fd = eg_listen_socket(addr);
+	if (fd < 0 || !evhttp_accept_socket_with_handle(srv->admin, fd)) {
+		if (fd >= 0)
+			evutil_closesocket(fd);
 		eg_log(EG_LOG_ERROR, "admin", "cannot listen on %s", addr);
 		return -1;
 	}

@@ -992,22 +992,12 @@ int eg_est_start(struct eg_server *srv)
 	evhttp_set_bevcb(e->http, est_bevcb, e);
 	evhttp_set_gencb(e->http, est_request_cb, e);
 	for (int i = 0; i < conf->nlisten; i++) {
-		struct sockaddr_storage ss;
-		int len;
-		char host[128];
 		const char *a = conf->listen[i];
-		if (eg_parse_listen_addr(a, &ss, &len) < 0) {
-			eg_log(EG_LOG_ERROR, "est", "bad listen address '%s'", a);
-			return -1;
-		}
-		if (ss.ss_family == AF_INET6)
-			snprintf(host, sizeof(host), "%.*s", (int)(strchr(a, ']') - a - 1), a + 1);
-		else
-			snprintf(host, sizeof(host), "%.*s", (int)(strrchr(a, ':') - a), a);
-		uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-							   : ((struct sockaddr_in *)&ss)->sin_port);
-		struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(e->http, host, port);
+		evutil_socket_t fd = eg_listen_socket(a);
+		struct evhttp_bound_socket *bs = fd >= 0 ? evhttp_accept_socket_with_handle(e->http, fd) : NULL;
 		if (!bs) {
+			if (fd >= 0)
+				evutil_closesocket(fd);
 			eg_log(EG_LOG_ERROR, "est", "cannot listen on %s", a);
 			return -1;
 		}

@@ -59,6 +59,25 @@ int eg_parse_listen_addr(const char *s, struct sockaddr_storage *ss, int *len)
 	return -1;
 }
 
+evutil_socket_t eg_listen_socket(const char *addr)
+{
+	struct sockaddr_storage ss;
+	int len, one = 1;
+	if (eg_parse_listen_addr(addr, &ss, &len) < 0)
+		return -1;
+	evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, (socklen_t)len) < 0 || listen(fd, 1024) < 0) {
+		evutil_closesocket(fd);
+		return -1;
+	}
+	return fd;
+}
+
 struct eg_policy *eg_server_policy(struct eg_server *srv)
 {
 	return eg_policy_ref(srv->policy);

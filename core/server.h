@@ -81,6 +81,10 @@ void eg_proxy_close_idle(struct eg_server *srv);
 int eg_admin_start(struct eg_server *srv, const char *addr);
 void eg_admin_reload_answer(struct eg_server *srv, struct evhttp_request *req, int ok);
 
+/* A listening socket on a numeric "ADDR:PORT" / "[V6]:PORT" (no name resolution, so it works
+ * before the network is configured), or -1. For evhttp_accept_socket_with_handle. */
+int eg_listen_socket(const char *addr);
+
 /* Parse "ADDR:PORT" / "[V6]:PORT" into a sockaddr. 0 or -1. */
 int eg_parse_listen_addr(const char *s, struct sockaddr_storage *ss, int *len);
 
