@@ -267,6 +267,16 @@ def raw(port, data, timeout=5.0, half_close=False, read=True):
         s.close()
 
 
+def read_all(sock):
+    """Everything sock delivers until the peer closes."""
+    out = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def status_of(resp):
     line = resp.split(b"\r\n", 1)[0]
     parts = line.split(b" ")

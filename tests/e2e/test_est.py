@@ -12,7 +12,7 @@ import time
 import unittest
 import urllib.request
 
-from harness import EG_SRC, Daemon, free_port
+from harness import EG_SRC, Daemon, free_port, read_all
 
 PY = "/usr/bin/python3"  # Debian's, with python3-cryptography (see tests/est/README.md)
 ESTCA = os.path.join(EG_SRC, "tests", "est", "estca.py")
@@ -121,7 +121,7 @@ class EstTest(unittest.TestCase):
             cls.ca6_port = 1
         cls.est_port, cls.dead = free_port(), free_port()
         cls.eg = Daemon()
-        cls.write_est(cls)
+        cls.write_est()
         cls.eg.start()
 
     @classmethod
@@ -133,15 +133,20 @@ class EstTest(unittest.TestCase):
             cls.ca6.stop()
         shutil.rmtree(cls.d, ignore_errors=True)
 
-    def write_est(self, vpn_domain='"vpn.example.com"', response=3, identity=None):
-        d = self.d
+    @classmethod
+    def est_text(cls, vpn_domain='"vpn.example.com"', response=3, identity=None, password="s3cret"):
+        """est.lua for this test's CAs and identities."""
+        d = cls.d
         if identity is None:
             identity = '{ cert = "%s/appliance.pem", key = "%s/appliance.key", passphrase_file = "%s/appliance.pass" }' % (d, d, d)
-        text = EST_LUA % dict(port=self.est_port, d=d, ca=self.ca.port, dead=self.dead, response=response,
-                              hang=self.hang.getsockname()[1], ca6=self.ca6_port,
-                              hash=pbkdf2_hash("s3cret"), vpn_domain=vpn_domain, identity=identity)
-        with open(os.path.join(self.eg.conf, "est.lua"), "w") as f:
-            f.write(text)
+        return EST_LUA % dict(port=cls.est_port, d=d, ca=cls.ca.port, dead=cls.dead, response=response,
+                              hang=cls.hang.getsockname()[1], ca6=cls.ca6_port,
+                              hash=pbkdf2_hash(password), vpn_domain=vpn_domain, identity=identity)
+
+    @classmethod
+    def write_est(cls, **kw):
+        with open(os.path.join(cls.eg.conf, "est.lua"), "w") as f:
+            f.write(cls.est_text(**kw))
 
     # --- helpers ---
 
@@ -236,12 +241,7 @@ class EstTest(unittest.TestCase):
             with socket.create_connection(("127.0.0.1", self.est_port), timeout=10) as raw:
                 with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
                     s.sendall(b"GET /.well-known/est/cacerts HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                    out = b""
-                    while True:
-                        chunk = s.recv(65536)
-                        if not chunk:
-                            break
-                        out += chunk
+                    out = read_all(s)
                     self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:100])
                     if attempt == 1:
                         self.assertTrue(s.session_reused)
@@ -494,18 +494,14 @@ class EstTest(unittest.TestCase):
             shutil.copytree(self.eg.conf, conf, dirs_exist_ok=True)
             ident = '{ cert = "%s/appliance.pem", key = "%s/appliance.key", passphrase_file = "%s" }' % (self.d, self.d, bad)
             with open(os.path.join(conf, "est.lua"), "w") as f:
-                f.write(EST_LUA % dict(port=self.est_port, d=self.d, ca=self.ca.port, dead=self.dead, response=3,
-                                       hang=self.hang.getsockname()[1], ca6=self.ca6_port,
-                                       hash=pbkdf2_hash("x"), vpn_domain='"v"', identity=ident))
+                f.write(self.est_text(vpn_domain='"v"', identity=ident, password="x"))
             r = run(os.environ.get("EG_BIN", "build/enrollgate"), "check", "-c", conf)
             self.assertEqual(r.returncode, 1)
             self.assertIn("est.lua", r.stdout + r.stderr)
             self.assertIn("wrong passphrase", r.stdout + r.stderr)
             p12 = '{ pkcs12 = "%s/appliance.p12", password_file = "%s" }' % (self.d, bad)
             with open(os.path.join(conf, "est.lua"), "w") as f:
-                f.write(EST_LUA % dict(port=self.est_port, d=self.d, ca=self.ca.port, dead=self.dead, response=3,
-                                       hang=self.hang.getsockname()[1], ca6=self.ca6_port,
-                                       hash=pbkdf2_hash("x"), vpn_domain='"v"', identity=p12))
+                f.write(self.est_text(vpn_domain='"v"', identity=p12, password="x"))
             r = run(os.environ.get("EG_BIN", "build/enrollgate"), "check", "-c", conf)
             self.assertEqual(r.returncode, 1)
             self.assertIn("wrong password", r.stdout + r.stderr)

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import Daemon, Origin, make_tls_cert, proxy_get, random_bytes, raw, status_of
+from harness import Daemon, Origin, make_tls_cert, proxy_get, random_bytes, raw, read_all, status_of
 
 CURL = ["curl", "-sS", "--noproxy", "", "--max-time", "10"]
 
@@ -731,12 +731,7 @@ class RouteTest(unittest.TestCase):
         ctx.check_hostname = False  # SNI names the CONNECT target (checked by the proxy); the cert is localhost's
         t = ctx.wrap_socket(s, server_hostname="tunnel.test")
         t.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        got = b""
-        while True:
-            chunk = t.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        got = read_all(t)
         t.close()
         self.assertTrue(got.endswith(b"x" * 100), got[-200:])
 
