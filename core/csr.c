@@ -166,8 +166,49 @@ static int read_subject(struct eg_csr *c, const X509_NAME *name)
 	return rest > 0 ? -1 : 0; /* a subject whose text does not fit is refused, never cut */
 }
 
-/* Requested extensions (PKCS#9 extensionRequest): names, and the SANs in detail. 0, or -1 with
- * why set. */
+/* A list of requested extensions: names, basicConstraints' cA, and the SANs in detail. 0, or
+ * -1 with why set. */
+static int read_extension_list(struct eg_csr *c, const STACK_OF(X509_EXTENSION) *exts, char *why, size_t whylen)
+{
+	if (sk_X509_EXTENSION_num(exts) > EG_CSR_MAX_ITEMS) {
+		set_why(why, whylen, "too many requested extensions");
+		return -1;
+	}
+	for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
+		X509_EXTENSION *ext = sk_X509_EXTENSION_value(exts, i);
+		const ASN1_OBJECT *o = X509_EXTENSION_get_object(ext);
+		obj_name(o, c->extensions[c->nextensions], sizeof(c->extensions[0]));
+		c->nextensions++;
+		if (OBJ_obj2nid(o) == NID_basic_constraints) {
+			BASIC_CONSTRAINTS *bc = X509V3_EXT_d2i(ext);
+			if (!bc) {
+				set_why(why, whylen, "malformed basicConstraints");
+				return -1;
+			}
+			c->requests_ca = bc->ca != 0;
+			BASIC_CONSTRAINTS_free(bc);
+			continue;
+		}
+		if (OBJ_obj2nid(o) != NID_subject_alt_name)
+			continue;
+		GENERAL_NAMES *gens = X509V3_EXT_d2i(ext);
+		if (!gens) {
+			set_why(why, whylen, "malformed subjectAltName");
+			return -1;
+		}
+		for (int j = 0; j < sk_GENERAL_NAME_num(gens); j++) {
+			if (add_san(c, sk_GENERAL_NAME_value(gens, j)) < 0) {
+				set_why(why, whylen, "subjectAltName: too many names, or a name too long or malformed");
+				GENERAL_NAMES_free(gens);
+				return -1;
+			}
+		}
+		GENERAL_NAMES_free(gens);
+	}
+	return 0;
+}
+
+/* Requested extensions (PKCS#9 extensionRequest) of a PKCS#10 request. 0, or -1 with why set. */
 static int read_extensions(struct eg_csr *c, X509_REQ *req, char *why, size_t whylen)
 {
 	/* Exactly what X509_REQ_get_extensions (and CAs built on it) would read, or a refusal: a
@@ -193,44 +234,7 @@ static int read_extensions(struct eg_csr *c, X509_REQ *req, char *why, size_t wh
 		set_why(why, whylen, "malformed extension request");
 		return -1;
 	}
-	int rc = 0;
-	if (sk_X509_EXTENSION_num(exts) > EG_CSR_MAX_ITEMS) {
-		set_why(why, whylen, "too many requested extensions");
-		rc = -1;
-	}
-	for (int i = 0; rc == 0 && i < sk_X509_EXTENSION_num(exts); i++) {
-		X509_EXTENSION *ext = sk_X509_EXTENSION_value(exts, i);
-		const ASN1_OBJECT *o = X509_EXTENSION_get_object(ext);
-		obj_name(o, c->extensions[c->nextensions], sizeof(c->extensions[0]));
-		c->nextensions++;
-		if (OBJ_obj2nid(o) == NID_basic_constraints) {
-			BASIC_CONSTRAINTS *bc = X509V3_EXT_d2i(ext);
-			if (!bc) {
-				set_why(why, whylen, "malformed basicConstraints");
-				rc = -1;
-				break;
-			}
-			c->requests_ca = bc->ca != 0;
-			BASIC_CONSTRAINTS_free(bc);
-			continue;
-		}
-		if (OBJ_obj2nid(o) != NID_subject_alt_name)
-			continue;
-		GENERAL_NAMES *gens = X509V3_EXT_d2i(ext);
-		if (!gens) {
-			set_why(why, whylen, "malformed subjectAltName");
-			rc = -1;
-			break;
-		}
-		for (int j = 0; j < sk_GENERAL_NAME_num(gens); j++) {
-			if (add_san(c, sk_GENERAL_NAME_value(gens, j)) < 0) {
-				set_why(why, whylen, "subjectAltName: too many names, or a name too long or malformed");
-				rc = -1;
-				break;
-			}
-		}
-		GENERAL_NAMES_free(gens);
-	}
+	int rc = read_extension_list(c, exts, why, whylen);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 	return rc;
 }
@@ -380,6 +384,30 @@ struct eg_csr *eg_csr_from_cert(X509 *x)
 	return c;
 fail:
 	free(c);
+	return NULL;
+}
+
+struct eg_csr *eg_csr_from_template(const X509_NAME *subject, EVP_PKEY *pk,
+				     const STACK_OF(X509_EXTENSION) *exts, char *why, size_t whylen)
+{
+	struct eg_csr *c = calloc(1, sizeof(*c));
+	if (!c) {
+		set_why(why, whylen, "out of memory");
+		return NULL;
+	}
+	if (pk)
+		read_key(c, pk);
+	else
+		snprintf(c->key_type, sizeof(c->key_type), "none");
+	if (subject && read_subject(c, subject) < 0) {
+		set_why(why, whylen, "subject: more than one CN, too many attributes, or a value too long or with a NUL");
+		goto fail;
+	}
+	if (exts && read_extension_list(c, exts, why, whylen) < 0)
+		goto fail;
+	return c;
+fail:
+	eg_csr_free(c);
 	return NULL;
 }
 

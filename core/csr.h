@@ -57,6 +57,12 @@ void eg_csr_free(struct eg_csr *c);
  * SANs; extensions and der are left empty. NULL if x is NULL or its names are unusable. */
 struct eg_csr *eg_csr_from_cert(X509 *x);
 
+/* The same description of a certificate template (a CMP CRMF request): subject (may be NULL),
+ * public key (NULL: key_type "none"), requested extensions (may be NULL). NULL with why set if
+ * the names are unusable (the same limits as eg_csr_parse). der is left empty. */
+struct eg_csr *eg_csr_from_template(const X509_NAME *subject, EVP_PKEY *pk,
+				     const STACK_OF(X509_EXTENSION) *exts, char *why, size_t whylen);
+
 /* Decode base64 with any ASCII whitespace between characters (RFC 8951 bodies). Returns the
  * decoded length, or -1 if src is not valid base64 or does not fit dstcap. */
 long eg_base64_decode_ws(const char *src, size_t len, unsigned char *dst, size_t dstcap);
