@@ -35,22 +35,15 @@
 #include "log.h"
 #include "server.h"
 #include "tls.h"
+#include "upstream.h"
 
 #define EST_PREFIX "/.well-known/est/"
 #define EST_MAX_BODY (128 * 1024)      /* a PKCS#10 in base64 is a few KiB */
 #define EST_MAX_HEADERS (16 * 1024)
 #define EST_DEVICE_TIMEOUT 30          /* seconds a device connection may stall */
 #define EST_MAX_ANSWER (1024 * 1024)   /* most bytes taken from an upstream answer */
-#define EST_HEALTH_SLOTS 64
 #define EST_CACHE_SLOTS EG_EST_MAX_LABELS
 #define EST_STAT_SLOTS 256
-#define EST_POOL_SLOTS 32
-#define EST_POOL_IDLE 30.0             /* seconds an idle upstream connection is kept */
-
-struct upstream_health {
-	char url[512];
-	double down_until;                 /* monotonic seconds; 0 = healthy */
-};
 
 /* The last good cacerts answer of a label (kept across reloads while the label keeps its name
  * and its upstream URLs: the key is a digest of both). */
@@ -70,26 +63,12 @@ struct est_stat {
 	unsigned long long n;
 };
 
-/* A kept-alive upstream connection: TLS handshakes with a CA (mutual TLS) cost far more than a
- * request, so connections are reused. Made with one generation's client context; a reload
- * with a new context (identity, trust) makes new ones. */
-struct pooled_conn {
-	struct evhttp_connection *conn;    /* NULL: free slot */
-	struct eg_est *est;
-	char url[512];
-	SSL_CTX *ctx;                      /* a reference to the context it was made with */
-	int busy;
-	int dead;                          /* closed while busy: dropped when its request ends */
-	double idle_since;
-};
-
 struct eg_est {
 	struct eg_server *srv;
 	struct eg_pw_checker *pw;          /* Basic checks off the loop */
-	struct pooled_conn pool[EST_POOL_SLOTS];
+	struct eg_upstreams *up;           /* connection pool and health memory of the CAs */
 	struct evhttp *http;
 	SSL_CTX *ctx;                      /* server context new connections get (a reference) */
-	struct upstream_health health[EST_HEALTH_SLOTS];
 	struct cacerts_cache cache[EST_CACHE_SLOTS];
 	struct est_stat stats[EST_STAT_SLOTS];
 	unsigned long long stats_other;    /* label/result pairs beyond the table */
@@ -106,21 +85,8 @@ struct est_call {
 	const struct eg_est_label *label;
 	char op[24];
 	enum evhttp_cmd_type method;
-	struct evbuffer *body;             /* sent to each upstream tried; NULL for GET */
-	int next_up;
-	int tried;
-	enum evhttp_request_error uerr;
-	int uerr_set;
-	char content_type[128];
-	struct evhttp_connection *uconn;   /* the attempt in progress */
-	struct pooled_conn *slot;          /* its pool slot, or NULL (unpooled: freed after use) */
-	int reused;                        /* the attempt went over a kept-alive connection */
-	int fresh_retry;                   /* a stale kept-alive connection was retried fresh */
+	struct evbuffer *body;             /* what the upstream gets; NULL for GET */
 	char path[256];
-	struct evhttp_request *ureq;       /* the upstream request in flight */
-	struct event *connect_timer;       /* connect + TLS handshake deadline of the attempt */
-	int connect_timed_out;
-	int tried_down;                    /* an upstream marked down was tried as the last resort */
 	int cert_ok;                       /* a client certificate that verified */
 	struct eg_csr *cert_names;         /* its names, for on_enroll (ctx.device.cert) */
 	double t_start;
@@ -234,8 +200,6 @@ static void audit(struct est_call *call, int status, const char *outcome, const 
 static void call_free(struct est_call *call)
 {
 	eg_csr_free(call->cert_names);
-	if (call->connect_timer)
-		event_free(call->connect_timer);
 	if (call->body)
 		evbuffer_free(call->body);
 	eg_policy_unref(call->pol);
@@ -270,28 +234,6 @@ static void set_nodelay(evutil_socket_t fd)
 	int one = 1;
 	if (fd >= 0)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
-/* ---- upstream health ---- */
-
-static struct upstream_health *health_of(struct eg_est *e, const char *url, int create)
-{
-	struct upstream_health *free_slot = NULL, *oldest = &e->health[0];
-	for (int i = 0; i < EST_HEALTH_SLOTS; i++) {
-		struct upstream_health *h = &e->health[i];
-		if (strcmp(h->url, url) == 0)
-			return h;
-		if (!h->url[0] && !free_slot)
-			free_slot = h;
-		if (h->down_until < oldest->down_until)
-			oldest = h;
-	}
-	if (!create)
-		return NULL;
-	struct upstream_health *h = free_slot ? free_slot : oldest;
-	snprintf(h->url, sizeof(h->url), "%s", url);
-	h->down_until = 0;
-	return h;
 }
 
 /* ---- cacerts cache ---- */
@@ -377,130 +319,7 @@ static int cache_answer(struct est_call *call, double max_age, const char *outco
 	return 1;
 }
 
-/* ---- upstream attempts ---- */
-
-static void try_next_upstream(struct est_call *call);
-
-static void free_conn_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	evhttp_connection_free(arg);
-}
-
-/* evhttp must not free a connection from inside its own callbacks: next loop pass. */
-static void free_conn_later(struct eg_est *e, struct evhttp_connection *conn)
-{
-	struct timeval zero = { 0, 0 };
-	evhttp_connection_set_closecb(conn, NULL, NULL);
-	if (event_base_once(e->srv->base, -1, EV_TIMEOUT, free_conn_cb, conn, &zero) < 0)
-		eg_log(EG_LOG_ERROR, "est", "cannot schedule an upstream connection's release (leaked)");
-}
-
-static void pool_drop(struct pooled_conn *s)
-{
-	free_conn_later(s->est, s->conn);
-	SSL_CTX_free(s->ctx);
-	memset(s, 0, sizeof(*s));
-}
-
-/* The CA closed a kept-alive connection (evhttp cannot reconnect one over TLS). */
-static void pool_closecb(struct evhttp_connection *conn, void *arg)
-{
-	struct pooled_conn *s = arg;
-	(void)conn;
-	if (s->busy)
-		s->dead = 1;
-	else
-		pool_drop(s);
-}
-
-/* An idle connection to url made with ctx, marked busy; NULL if none. Expires idle ones. */
-static struct pooled_conn *pool_acquire(struct eg_est *e, const char *url, SSL_CTX *ctx)
-{
-	double now = mono();
-	struct pooled_conn *found = NULL;
-	for (int i = 0; i < EST_POOL_SLOTS; i++) {
-		struct pooled_conn *s = &e->pool[i];
-		if (!s->conn || s->busy)
-			continue;
-		if (now - s->idle_since > EST_POOL_IDLE || s->dead)
-			pool_drop(s);
-		else if (!found && s->ctx == ctx && strcmp(s->url, url) == 0)
-			found = s;
-	}
-	if (found)
-		found->busy = 1;
-	return found;
-}
-
-/* Put a new connection in the pool (busy), evicting the longest idle one if full. NULL when
- * every slot is busy: the connection then lives for one request. */
-static struct pooled_conn *pool_adopt(struct eg_est *e, struct evhttp_connection *conn, const char *url, SSL_CTX *ctx)
-{
-	struct pooled_conn *s = NULL;
-	for (int i = 0; i < EST_POOL_SLOTS && !s; i++)
-		if (!e->pool[i].conn)
-			s = &e->pool[i];
-	for (int i = 0; i < EST_POOL_SLOTS && !s; i++)
-		if (!e->pool[i].busy && (!s || e->pool[i].idle_since < s->idle_since))
-			s = &e->pool[i];
-	if (!s || SSL_CTX_up_ref(ctx) != 1)
-		return NULL;
-	if (s->conn)
-		pool_drop(s);
-	s->conn = conn;
-	s->est = e;
-	snprintf(s->url, sizeof(s->url), "%s", url);
-	s->ctx = ctx;
-	s->busy = 1;
-	evhttp_connection_set_closecb(conn, pool_closecb, s);
-	return s;
-}
-
-/* The attempt is over: a healthy pooled connection goes back to the pool, anything else is
- * freed. */
-static void release_conn(struct est_call *call, int healthy)
-{
-	struct pooled_conn *s = call->slot;
-	if (s) {
-		if (healthy && !s->dead) {
-			s->busy = 0;
-			s->idle_since = mono();
-			/* evhttp creates the socket inside its connect: the first request went without it */
-			set_nodelay(bufferevent_getfd(evhttp_connection_get_bufferevent(s->conn)));
-		} else {
-			pool_drop(s);
-		}
-	} else if (call->uconn) {
-		free_conn_later(call->est, call->uconn);
-	}
-	call->slot = NULL;
-	call->uconn = NULL;
-}
-
-static void upstream_error_cb(enum evhttp_request_error err, void *arg)
-{
-	struct est_call *call = arg;
-	call->uerr = err;
-	call->uerr_set = 1;
-}
-
-static const char *upstream_error_text(struct est_call *call)
-{
-	if (call->connect_timed_out)
-		return "did not complete the TLS handshake in time";
-	if (!call->uerr_set)
-		return "connection or TLS handshake failed";
-	switch (call->uerr) {
-	case EVREQ_HTTP_TIMEOUT: return "timed out";
-	case EVREQ_HTTP_EOF: return "closed the connection";
-	case EVREQ_HTTP_INVALID_HEADER: return "sent a malformed response";
-	case EVREQ_HTTP_BUFFER_ERROR: return "connection or TLS handshake failed";
-	case EVREQ_HTTP_DATA_TOO_LONG: return "sent too large a response";
-	default: return "failed";
-	}
-}
+/* ---- the upstream CA ---- */
 
 /* The certs-only PKCS#7 of an EST 200 answer (base64), or NULL if the body is not one with at
  * least one certificate. The caller frees it; pkcs7_cert() borrows from it. */
@@ -529,43 +348,34 @@ static X509 *pkcs7_cert(PKCS7 *p7, int i)
 	return p7 && i < sk_X509_num(p7->d.sign->cert) ? sk_X509_value(p7->d.sign->cert, i) : NULL;
 }
 
-static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
+/* The upstream's answer (or that none came): relay it, or answer from the cache or with the
+ * error module's text. Ends the call. */
+static void upstream_reply_cb(const struct eg_upstream_reply *r, void *arg)
 {
 	struct est_call *call = arg;
 	struct eg_est *e = call->est;
-	const struct eg_est_upstream *up = &call->label->up[call->next_up - 1];
-	int code = ureq ? evhttp_request_get_response_code(ureq) : 0;
-	int reused = call->reused;
-	int timed_out = call->uerr_set && call->uerr == EVREQ_HTTP_TIMEOUT;
-	call->ureq = NULL;
-	if (call->connect_timer)
-		evtimer_del(call->connect_timer);
-	release_conn(call, code != 0);
-	if (code == 0 && reused && !call->fresh_retry && !timed_out) {
-		/* a kept-alive connection the CA had given up on: the same upstream once more, fresh */
-		call->fresh_retry = 1;
-		call->next_up--;
-		try_next_upstream(call);
+	const struct eg_est_conf *conf = call->pol->est;
+	snprintf(call->upstream, sizeof(call->upstream), "%s", r->upstream);
+	if (r->result == EG_UPSTREAM_NO_ANSWER) {
+		/* the CA has the request and may act on it; the device asks again later */
+		call_fail(call, conf->err_upstream_down.status, "upstream-down", conf->err_upstream_down.text);
 		return;
 	}
-	if (code == 0) {
-		struct upstream_health *h = health_of(e, up->url, 1);
-		h->down_until = mono() + call->pol->est->down_hold;
-		eg_log(EG_LOG_WARN, "est", "upstream %s %s; skipped for %.0f s", up->url, upstream_error_text(call),
-		       call->pol->est->down_hold);
-		if (timed_out && call->method == EVHTTP_REQ_POST) {
-			/* the CA has the request and may act on it: sending it to another CA could issue
-			 * twice; the device asks again later */
-			const struct eg_est_error *ee = &call->pol->est->err_upstream_down;
-			call_fail(call, ee->status, "upstream-down", ee->text);
+	if (r->result == EG_UPSTREAM_DOWN) {
+		/* cacerts while every upstream is down: the last good answer, whatever its age */
+		char label[sizeof(call->label->name)];
+		snprintf(label, sizeof(label), "%s", call->label->name);  /* cache_answer() ends the call */
+		if (strcmp(call->op, "cacerts") == 0 && conf->cacerts_cache > 0 && cache_answer(call, -1, "cached-upstream-down")) {
+			eg_log(EG_LOG_WARN, "est", "label '%s': every upstream is down; cacerts served from cache", label);
 			return;
 		}
-		try_next_upstream(call);
+		char why[200];
+		snprintf(why, sizeof(why), "%s%s", conf->err_upstream_down.text, r->tried ? "" : " (every upstream is marked down)");
+		call_fail(call, conf->err_upstream_down.status, "upstream-down", why);
 		return;
 	}
-	struct upstream_health *h = health_of(e, up->url, 0);
-	if (h)
-		h->down_until = 0;
+	struct evhttp_request *ureq = r->answer;
+	int code = evhttp_request_get_response_code(ureq);
 	struct evbuffer *in = evhttp_request_get_input_buffer(ureq);
 	struct evkeyvalq *uh = evhttp_request_get_input_headers(ureq);
 	struct evkeyvalq *dh = evhttp_request_get_output_headers(call->req);
@@ -576,12 +386,11 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 		/* an answer the device cannot use is not passed on as success */
 		answer = pkcs7_of(in);
 		if (!answer) {
-			const struct eg_est_error *ee = &call->pol->est->err_bad_answer;
-			call_fail(call, ee->status, "upstream-error", ee->text);
+			call_fail(call, conf->err_bad_answer.status, "upstream-error", conf->err_bad_answer.text);
 			return;
 		}
 	}
-	if (code == 200 && strcmp(call->op, "cacerts") == 0 && call->pol->est->cacerts_cache > 0)
+	if (code == 200 && strcmp(call->op, "cacerts") == 0 && conf->cacerts_cache > 0)
 		cache_store(e, call->label, ctype, evhttp_find_header(uh, "Content-Transfer-Encoding"), in);
 	evhttp_add_header(dh, "Content-Type", ctype ? ctype : "application/octet-stream");
 	static const char *const pass[] = { "Content-Transfer-Encoding", "Retry-After", NULL };
@@ -598,154 +407,24 @@ static void upstream_done_cb(struct evhttp_request *ureq, void *arg)
 	call_free(call);
 }
 
-/* timeouts.connect: a new upstream connection must finish connect + TLS handshake in time.
- * Nothing has been delivered then, so another upstream may be asked. */
-static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+/* Send the call to the label's upstreams; upstream_reply_cb() carries on. */
+static void relay(struct est_call *call)
 {
-	struct est_call *call = arg;
-	(void)fd;
-	(void)what;
-	SSL *ssl = call->uconn ? bufferevent_openssl_get_ssl(evhttp_connection_get_bufferevent(call->uconn)) : NULL;
-	if (!call->ureq || (ssl && SSL_is_init_finished(ssl)))
-		return; /* connected in time: the response timeout governs from here */
-	const struct eg_est_upstream *up = &call->label->up[call->next_up - 1];
-	struct upstream_health *h = health_of(call->est, up->url, 1);
-	h->down_until = mono() + call->pol->est->down_hold;
-	call->connect_timed_out = 1;
-	eg_log(EG_LOG_WARN, "est", "upstream %s did not complete the TLS handshake in %.1f s; skipped for %.0f s", up->url,
-	       call->pol->est->connect_timeout, call->pol->est->down_hold);
-	evhttp_cancel_request(call->ureq); /* no callback; the connection is reset */
-	call->ureq = NULL;
-	release_conn(call, 0);
-	try_next_upstream(call);
-}
-
-static SSL *upstream_ssl(const struct eg_est_label *lb, const struct eg_est_upstream *up)
-{
-	SSL *ssl = SSL_new(lb->client_ctx);
-	if (!ssl)
-		return NULL;
-	struct in6_addr a6;
-	struct in_addr a4;
-	int is_ip = inet_pton(AF_INET, up->host, &a4) == 1 || inet_pton(AF_INET6, up->host, &a6) == 1;
-	if (!is_ip)
-		SSL_set_tlsext_host_name(ssl, up->host);
-	if (lb->verify_name) {
-		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-		X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-		if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, up->host) != 1 : X509_VERIFY_PARAM_set1_host(vp, up->host, 0) != 1) {
-			SSL_free(ssl);
-			return NULL;
-		}
-	}
-	return ssl;
-}
-
-/* Send the call to the next upstream that is not marked down; 503 when none is left. */
-static void try_next_upstream(struct est_call *call)
-{
-	struct eg_est *e = call->est;
 	const struct eg_est_conf *conf = call->pol->est;
 	const struct eg_est_label *lb = call->label;
-	double now = mono();
-	while (call->next_up < lb->nup) {
-		const struct eg_est_upstream *up = &lb->up[call->next_up++];
-		struct upstream_health *h = health_of(e, up->url, 0);
-		if (h && h->down_until > now)
-			continue;
-		struct evhttp_request *ureq = evhttp_request_new(upstream_done_cb, call);
-		if (!ureq)
-			continue;
-		struct pooled_conn *slot = call->fresh_retry ? NULL : pool_acquire(e, up->url, lb->client_ctx);
-		struct evhttp_connection *conn = slot ? slot->conn : NULL;
-		call->reused = slot != NULL;
-		if (!conn) {
-			SSL *ssl = upstream_ssl(lb, up);
-			struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(e->srv->base, -1, ssl,
-										       BUFFEREVENT_SSL_CONNECTING,
-										       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
-						      : NULL;
-			if (!bev) {
-				SSL_free(ssl);
-				evhttp_request_free(ureq);
-				continue;
-			}
-			bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-			conn = evhttp_connection_base_bufferevent_new(e->srv->base, e->srv->dns, bev, up->host, up->port);
-			if (!conn) {
-				bufferevent_free(bev);
-				evhttp_request_free(ureq);
-				continue;
-			}
-			struct timeval tv = { (time_t)conf->response_timeout,
-					      (suseconds_t)((conf->response_timeout - floor(conf->response_timeout)) * 1e6) };
-			evhttp_connection_set_timeout_tv(conn, &tv);
-			evhttp_connection_set_retries(conn, 0);
-			evhttp_connection_set_max_body_size(conn, EST_MAX_ANSWER);
-			slot = pool_adopt(e, conn, up->url, lb->client_ctx);
-		}
-		evhttp_request_set_error_cb(ureq, upstream_error_cb);
-		call->uerr_set = 0;
-		struct evkeyvalq *h2 = evhttp_request_get_output_headers(ureq);
-		char hosthdr[300], path[300];
-		snprintf(hosthdr, sizeof(hosthdr), strchr(up->host, ':') ? "[%s]:%u" : "%s:%u", up->host, up->port);
-		evhttp_add_header(h2, "Host", hosthdr);
-		evhttp_add_header(h2, "User-Agent", "enrollgate-est");
-		evhttp_add_header(h2, "Accept", "*/*");
-		if (call->body) {
-			evhttp_add_header(h2, "Content-Type", call->content_type);
-			evhttp_add_header(h2, "Content-Transfer-Encoding", "base64");
-			evbuffer_add(evhttp_request_get_output_buffer(ureq), evbuffer_pullup(call->body, -1),
-				     evbuffer_get_length(call->body));
-		}
-		snprintf(path, sizeof(path), "%s/%s", up->path, call->op);
-		snprintf(call->upstream, sizeof(call->upstream), "%s", up->url);
-		call->tried++;
-		call->uconn = conn;
-		call->slot = slot;
-		call->connect_timed_out = 0;
-		if (evhttp_make_request(conn, ureq, call->method, path) == 0) {
-			if (call->uconn == conn) { /* (a failure may have been reported synchronously) */
-				call->ureq = ureq;
-				if (!call->reused && (call->connect_timer ||
-						      (call->connect_timer = evtimer_new(e->srv->base, connect_timeout_cb, call)))) {
-					struct timeval ctv = { (time_t)conf->connect_timeout,
-							       (suseconds_t)((conf->connect_timeout - floor(conf->connect_timeout)) * 1e6) };
-					evtimer_add(call->connect_timer, &ctv);
-				}
-			}
-			return;
-		}
-		/* libevent 2.1 leaves ureq neither sent nor freed here; freeing it ourselves could race
-		 * with a failure callback, so it is left (a rare, small leak); the connection is ours */
-		release_conn(call, 0);
-	}
-	/* every upstream is marked down: the one marked longest ago gets one more chance, so that a
-	 * single failure does not refuse a label for down_hold seconds */
-	if (!call->tried && !call->tried_down && lb->nup > 0) {
-		int best = 0;
-		for (int i = 1; i < lb->nup; i++) {
-			struct upstream_health *hi = health_of(e, lb->up[i].url, 0), *hb = health_of(e, lb->up[best].url, 0);
-			if (hi && hb && hi->down_until < hb->down_until)
-				best = i;
-		}
-		struct upstream_health *hb = health_of(e, lb->up[best].url, 0);
-		call->tried_down = 1;
-		call->next_up = best;
-		if (hb)
-			hb->down_until = 0;
-		try_next_upstream(call);
-		return;
-	}
-	/* cacerts while every upstream is down: the last good answer, whatever its age */
-	if (strcmp(call->op, "cacerts") == 0 && conf->cacerts_cache > 0 && cache_answer(call, -1, "cached-upstream-down")) {
-		eg_log(EG_LOG_WARN, "est", "label '%s': every upstream is down; cacerts served from cache", lb->name);
-		return;
-	}
-	const struct eg_est_error *ee = &conf->err_upstream_down;
-	char why[200];
-	snprintf(why, sizeof(why), "%s%s", ee->text, call->tried ? "" : " (every upstream is marked down)");
-	call_fail(call, ee->status, "upstream-down", why);
+	struct eg_upstream_target t = {
+		.up = lb->up, .nup = lb->nup, .client_ctx = lb->client_ctx, .verify_name = lb->verify_name,
+		.connect_timeout = conf->connect_timeout, .response_timeout = conf->response_timeout,
+		.down_hold = conf->down_hold, .max_answer = EST_MAX_ANSWER,
+	};
+	char suffix[32];
+	snprintf(suffix, sizeof(suffix), "/%s", call->op);
+	const char *get_headers[] = { "Accept", "*/*", NULL };
+	const char *post_headers[] = { "Accept", "*/*", "Content-Type", "application/pkcs10",
+				       "Content-Transfer-Encoding", "base64", NULL };
+	eg_upstream_send(call->est->up, &t, call->method, suffix, call->body ? post_headers : get_headers,
+			 call->body ? evbuffer_pullup(call->body, -1) : NULL,
+			 call->body ? evbuffer_get_length(call->body) : 0, upstream_reply_cb, call);
 }
 
 /* ---- device requests ---- */
@@ -774,7 +453,7 @@ static void est_authorized(struct est_call *call)
 		const struct eg_est_conf *conf = call->pol->est;
 		if (strcmp(call->op, "cacerts") == 0 && conf->cacerts_cache > 0 && cache_answer(call, conf->cacerts_cache, "cached"))
 			return;
-		try_next_upstream(call);
+		relay(call);
 		return;
 	}
 	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
@@ -823,9 +502,8 @@ static void est_authorized(struct est_call *call)
 	int bl = EVP_EncodeBlock(b64, csr->der, (int)csr->der_len);
 	evbuffer_add(call->body, b64, (size_t)bl);
 	free(b64);
-	snprintf(call->content_type, sizeof(call->content_type), "application/pkcs10");
 	eg_csr_free(csr);
-	try_next_upstream(call);
+	relay(call);
 }
 
 static void refuse_unauthenticated(struct est_call *call)
@@ -979,7 +657,8 @@ int eg_est_start(struct eg_server *srv)
 	e->srv = srv;
 	srv->est = e;
 	e->pw = eg_pw_checker_new(srv->base);
-	if (!e->pw)
+	e->up = eg_upstreams_new(srv->base, srv->dns, "est", "enrollgate-est");
+	if (!e->pw || !e->up)
 		return -1;
 	e->http = evhttp_new(srv->base);
 	if (!e->http || SSL_CTX_up_ref(conf->server_ctx) != 1)
@@ -1064,11 +743,11 @@ int eg_est_test_upstream(struct eg_policy *p, const char *label, FILE *out)
 		fprintf(out, "  (none: no identity in est.lua)\n");
 	int ok_count = 0;
 	for (int i = 0; i < lb->nup; i++) {
-		const struct eg_est_upstream *up = &lb->up[i];
+		const struct eg_upstream *up = &lb->up[i];
 		struct event_base *base = event_base_new();
 		struct evdns_base *dns = base ? evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS) : NULL;
 		struct probe pr = { .body = evbuffer_new() };
-		SSL *ssl = base ? upstream_ssl(lb, up) : NULL;
+		SSL *ssl = base ? eg_upstream_ssl(lb->client_ctx, up, lb->verify_name) : NULL;
 		struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
 									       BEV_OPT_CLOSE_ON_FREE) : NULL;
 		pr.conn = bev ? evhttp_connection_base_bufferevent_new(base, dns, bev, up->host, up->port) : NULL;
@@ -1158,13 +837,7 @@ void eg_est_free(struct eg_est *e)
 	for (int i = 0; i < EST_CACHE_SLOTS; i++)
 		if (e->cache[i].body)
 			evbuffer_free(e->cache[i].body);
-	for (int i = 0; i < EST_POOL_SLOTS; i++) {
-		if (e->pool[i].conn) {
-			evhttp_connection_set_closecb(e->pool[i].conn, NULL, NULL);
-			evhttp_connection_free(e->pool[i].conn);
-			SSL_CTX_free(e->pool[i].ctx);
-		}
-	}
+	eg_upstreams_free(e->up);
 	if (e->http)
 		evhttp_free(e->http);
 	SSL_CTX_free(e->ctx);

@@ -93,35 +93,6 @@ static int get_number(lua_State *L, int t, const char *key, double lo, double hi
 	return 0;
 }
 
-static int parse_upstream(const char *s, struct eg_est_upstream *u)
-{
-	struct evhttp_uri *uri = evhttp_uri_parse(s);
-	if (!uri)
-		return -1;
-	const char *scheme = evhttp_uri_get_scheme(uri), *host = evhttp_uri_get_host(uri);
-	const char *path = evhttp_uri_get_path(uri);
-	int port = evhttp_uri_get_port(uri);
-	int ok = scheme && strcmp(scheme, "https") == 0 && host && host[0] && strlen(host) < sizeof(u->host) &&
-		 !evhttp_uri_get_query(uri) && !evhttp_uri_get_fragment(uri) && !evhttp_uri_get_userinfo(uri) &&
-		 strlen(s) < sizeof(u->url) && (!path || strlen(path) < sizeof(u->path));
-	if (ok) {
-		snprintf(u->url, sizeof(u->url), "%s", s);
-		/* evhttp_uri keeps the brackets of an IPv6 literal: the address goes without them */
-		size_t hl = strlen(host);
-		if (host[0] == '[' && hl > 2 && host[hl - 1] == ']')
-			snprintf(u->host, sizeof(u->host), "%.*s", (int)(hl - 2), host + 1);
-		else
-			snprintf(u->host, sizeof(u->host), "%s", host);
-		u->port = (uint16_t)(port > 0 ? port : 443);
-		snprintf(u->path, sizeof(u->path), "%s", path ? path : "");
-		size_t l = strlen(u->path);
-		while (l > 0 && u->path[l - 1] == '/')
-			u->path[--l] = '\0';
-	}
-	evhttp_uri_free(uri);
-	return ok ? 0 : -1;
-}
-
 /* auth = { "cert" }, { "basic" }, { "cert", "basic" } (either) or { "cert+basic" } (both). */
 static int parse_auth(lua_State *L, int t, int *auth, const char *where, const char *file, struct eg_load_error *err)
 {
@@ -217,7 +188,7 @@ static int parse_label(lua_State *L, int t, const char *conf_dir, const struct e
 	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
 		lua_rawgeti(L, -1, i);
 		const char *u = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-		if (parse_upstream(u, &lb->up[lb->nup]) < 0) {
+		if (eg_upstream_parse(u, 0, &lb->up[lb->nup]) < 0) {
 			char needle[128];
 			snprintf(needle, sizeof(needle), "%s", u);
 			lua_pop(L, 2);

@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 
 #include "settings.h"
+#include "upstream.h"
 
 struct lua_State;
 struct eg_load_error;
@@ -25,16 +26,9 @@ enum {
 	EG_EST_AUTH_BOTH = 4,      /* both at once */
 };
 
-struct eg_est_upstream {
-	char url[512];             /* as configured, for logs: https://host:port/base */
-	char host[256];
-	uint16_t port;
-	char path[256];            /* base path without the trailing slash: <path>/<op> is asked */
-};
-
 struct eg_est_label {
 	char name[64];             /* "" for /.well-known/est/<op>; case-sensitive */
-	struct eg_est_upstream up[EG_EST_MAX_UPSTREAMS];
+	struct eg_upstream up[EG_EST_MAX_UPSTREAMS];
 	int nup;
 	SSL_CTX *client_ctx;       /* trust anchors of the upstream + the appliance identity */
 	int auth;                  /* EG_EST_AUTH_* methods, any one of which lets a device in */
