@@ -15,87 +15,16 @@
 
 #include "csr.h"
 #include "policy.h"
+#include "conf_read.h"
 #include "tls.h"
 
 #define PBKDF2_ITER_DEFAULT 200000
 #define PBKDF2_ITER_MIN 10000
 
-static int fail(struct eg_load_error *e, const char *file, const char *needle, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(struct eg_load_error *e, const char *file, const char *needle, const char *fmt, ...)
-{
-	va_list ap;
-	snprintf(e->stage, sizeof(e->stage), "est");
-	snprintf(e->file, sizeof(e->file), "%s", file);
-	e->line = needle ? eg_find_line(file, needle) : 0;
-	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof(e->message), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-/* Every key of table t must be one of known. */
-static int check_keys(lua_State *L, int t, const char *const *known, const char *where, const char *file,
-		      struct eg_load_error *err)
-{
-	lua_pushnil(L);
-	while (lua_next(L, t)) {
-		lua_pop(L, 1);
-		const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-		int ok = 0;
-		for (int i = 0; k && known[i]; i++)
-			ok |= strcmp(k, known[i]) == 0;
-		if (!ok) {
-			char key[64];
-			snprintf(key, sizeof(key), "%s", k ? k : "(non-string key)");
-			lua_pop(L, 1);
-			return fail(err, file, key, "%s: unknown key '%s'", where, key);
-		}
-	}
-	return 0;
-}
-
-/* Optional string field t[key] as a path (relative to conf_dir) into out; "" if absent. */
-static int get_path(lua_State *L, int t, const char *key, const char *conf_dir, char *out, size_t cap,
-		    const char *where, const char *file, struct eg_load_error *err)
-{
-	out[0] = '\0';
-	lua_getfield(L, t, key);
-	int ty = lua_type(L, -1);
-	if (ty == LUA_TNIL) {
-		lua_pop(L, 1);
-		return 0;
-	}
-	if (ty != LUA_TSTRING || lua_rawlen(L, -1) == 0) {
-		lua_pop(L, 1);
-		return fail(err, file, key, "%s.%s: expected a file name", where, key);
-	}
-	const char *v = lua_tostring(L, -1);
-	int n = v[0] == '/' ? snprintf(out, cap, "%s", v) : snprintf(out, cap, "%s/%s", conf_dir, v);
-	lua_pop(L, 1);
-	if (n < 0 || (size_t)n >= cap)
-		return fail(err, file, key, "%s.%s: path too long", where, key);
-	return 0;
-}
-
-static int get_number(lua_State *L, int t, const char *key, double lo, double hi, double *out, const char *where,
-		      const char *file, struct eg_load_error *err)
-{
-	lua_getfield(L, t, key);
-	if (!lua_isnil(L, -1)) {
-		if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < lo || lua_tonumber(L, -1) > hi) {
-			lua_pop(L, 1);
-			return fail(err, file, key, "%s.%s: expected a number from %g to %g", where, key, lo, hi);
-		}
-		*out = lua_tonumber(L, -1);
-	}
-	lua_pop(L, 1);
-	return 0;
-}
-
 /* auth = { "cert" }, { "basic" }, { "cert", "basic" } (either) or { "cert+basic" } (both). */
-static int parse_auth(lua_State *L, int t, int *auth, const char *where, const char *file, struct eg_load_error *err)
+static int parse_auth(const struct eg_conf_reader *r, int t, int *auth, const char *where)
 {
+	lua_State *L = r->L;
 	*auth = EG_EST_AUTH_CERT;
 	lua_getfield(L, t, "auth");
 	if (lua_isnil(L, -1)) {
@@ -104,7 +33,7 @@ static int parse_auth(lua_State *L, int t, int *auth, const char *where, const c
 	}
 	if (!lua_istable(L, -1) || lua_rawlen(L, -1) == 0) {
 		lua_pop(L, 1);
-		return fail(err, file, "auth", "%s.auth: expected a list of \"cert\", \"basic\", \"cert+basic\"", where);
+		return eg_conf_fail(r, "auth", "%s.auth: expected a list of \"cert\", \"basic\", \"cert+basic\"", where);
 	}
 	*auth = 0;
 	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
@@ -115,7 +44,7 @@ static int parse_auth(lua_State *L, int t, int *auth, const char *where, const c
 		lua_pop(L, 1);
 		if (!bit) {
 			lua_pop(L, 1);
-			return fail(err, file, "auth", "%s.auth: unknown method (use \"cert\", \"basic\" or \"cert+basic\")", where);
+			return eg_conf_fail(r, "auth", "%s.auth: unknown method (use \"cert\", \"basic\" or \"cert+basic\")", where);
 		}
 		*auth |= bit;
 	}
@@ -123,91 +52,33 @@ static int parse_auth(lua_State *L, int t, int *auth, const char *where, const c
 	return 0;
 }
 
-static int parse_identity(lua_State *L, int t, const char *conf_dir, struct eg_tls_identity *id, int *have,
-			  const char *file, struct eg_load_error *err)
+static int parse_label(const struct eg_conf_reader *r, int t, const struct eg_tls_identity *id,
+		       struct eg_est_label *lb)
 {
-	*have = 0;
-	memset(id, 0, sizeof(*id));
-	lua_getfield(L, t, "identity");
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		return 0;
-	}
-	int it = lua_gettop(L);
-	static const char *const known[] = { "cert", "key", "passphrase_file", "pkcs12", "password_file", NULL };
-	int rc = -1;
-	char pw[512];
-	if (!lua_istable(L, it)) {
-		fail(err, file, "identity", "identity: expected a table");
-		goto out;
-	}
-	if (check_keys(L, it, known, "identity", file, err) < 0 ||
-	    get_path(L, it, "cert", conf_dir, id->cert, sizeof(id->cert), "identity", file, err) < 0 ||
-	    get_path(L, it, "key", conf_dir, id->key, sizeof(id->key), "identity", file, err) < 0 ||
-	    get_path(L, it, "passphrase_file", conf_dir, id->passphrase_file, sizeof(id->passphrase_file), "identity", file,
-		     err) < 0 ||
-	    get_path(L, it, "pkcs12", conf_dir, id->pkcs12, sizeof(id->pkcs12), "identity", file, err) < 0 ||
-	    get_path(L, it, "password_file", conf_dir, pw, sizeof(pw), "identity", file, err) < 0)
-		goto out;
-	if (id->pkcs12[0]) {
-		if (id->cert[0] || id->key[0] || !pw[0]) {
-			fail(err, file, "pkcs12", "identity: pkcs12 needs password_file, and no cert/key beside it");
-			goto out;
-		}
-		snprintf(id->passphrase_file, sizeof(id->passphrase_file), "%s", pw);
-	} else if (!id->cert[0] || !id->key[0]) {
-		fail(err, file, "identity", "identity: needs cert and key (or pkcs12 and password_file)");
-		goto out;
-	}
-	*have = 1;
-	rc = 0;
-out:
-	lua_settop(L, it - 1);
-	return rc;
-}
-
-static int parse_label(lua_State *L, int t, const char *conf_dir, const struct eg_tls_identity *id,
-		       struct eg_est_label *lb, const char *file, struct eg_load_error *err)
-{
+	lua_State *L = r->L;
 	char where[96], trust[512];
 	snprintf(where, sizeof(where), "labels[\"%s\"]", lb->name);
 	static const char *const known[] = { "upstreams", "trust", "auth", "verify_name", NULL };
 	if (!lua_istable(L, t))
-		return fail(err, file, lb->name[0] ? lb->name : "labels", "%s: expected a table", where);
-	if (check_keys(L, t, known, where, file, err) < 0 || parse_auth(L, t, &lb->auth, where, file, err) < 0 ||
-	    get_path(L, t, "trust", conf_dir, trust, sizeof(trust), where, file, err) < 0)
+		return eg_conf_fail(r, lb->name[0] ? lb->name : "labels", "%s: expected a table", where);
+	if (eg_conf_check_keys(r, t, known, where) < 0 || parse_auth(r, t, &lb->auth, where) < 0 ||
+	    eg_conf_path(r, t, "trust", trust, sizeof(trust), where) < 0)
 		return -1;
 	lua_getfield(L, t, "verify_name");
 	lb->verify_name = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
 	lua_pop(L, 1);
-	lua_getfield(L, t, "upstreams");
-	if (!lua_istable(L, -1) || lua_rawlen(L, -1) == 0 || lua_rawlen(L, -1) > EG_EST_MAX_UPSTREAMS) {
-		lua_pop(L, 1);
-		return fail(err, file, "upstreams", "%s.upstreams: expected 1 to %d URLs", where, EG_EST_MAX_UPSTREAMS);
-	}
-	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
-		lua_rawgeti(L, -1, i);
-		const char *u = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-		if (eg_upstream_parse(u, 0, &lb->up[lb->nup]) < 0) {
-			char needle[128];
-			snprintf(needle, sizeof(needle), "%s", u);
-			lua_pop(L, 2);
-			return fail(err, file, needle[0] ? needle : "upstreams",
-				    "%s.upstreams[%lld]: expected https://host[:port]/path", where, (long long)i);
-		}
-		lb->nup++;
-		lua_pop(L, 1);
-	}
-	lua_pop(L, 1);
+	if (eg_conf_upstreams(r, t, where, 0, lb->up, EG_EST_MAX_UPSTREAMS, &lb->nup) < 0)
+		return -1;
 	char why[512];
 	lb->client_ctx = eg_tls_client_ctx(trust, id, why, sizeof(why));
 	if (!lb->client_ctx)
-		return fail(err, file, lb->name[0] ? lb->name : "identity", "%s: %s", where, why);
+		return eg_conf_fail(r, lb->name[0] ? lb->name : "identity", "%s: %s", where, why);
 	return 0;
 }
 
-static int parse_users(lua_State *L, int t, struct eg_est_conf *c, const char *file, struct eg_load_error *err)
+static int parse_users(const struct eg_conf_reader *r, int t, struct eg_est_conf *c)
 {
+	lua_State *L = r->L;
 	lua_getfield(L, t, "users");
 	int ut = lua_gettop(L);
 	if (lua_isnil(L, ut)) {
@@ -216,11 +87,11 @@ static int parse_users(lua_State *L, int t, struct eg_est_conf *c, const char *f
 	}
 	if (!lua_istable(L, ut)) {
 		lua_pop(L, 1);
-		return fail(err, file, "users", "users: expected { name = \"pbkdf2-sha256$...\" }");
+		return eg_conf_fail(r, "users", "users: expected { name = \"pbkdf2-sha256$...\" }");
 	}
 	c->users = calloc(EG_EST_MAX_USERS, sizeof(*c->users));
 	if (!c->users)
-		return fail(err, file, NULL, "out of memory");
+		return eg_conf_fail(r, NULL, "out of memory");
 	lua_pushnil(L);
 	while (lua_next(L, ut)) {
 		const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
@@ -232,13 +103,13 @@ static int parse_users(lua_State *L, int t, struct eg_est_conf *c, const char *f
 			char needle[64];
 			snprintf(needle, sizeof(needle), "%s", name ? name : "users");
 			lua_settop(L, ut - 1);
-			return fail(err, file, needle,
+			return eg_conf_fail(r, needle,
 				    "users[%s]: expected a password hash from `enrollgate hash-password` (never the password)",
 				    name ? name : "?");
 		}
 		if (c->nusers >= EG_EST_MAX_USERS) {
 			lua_settop(L, ut - 1);
-			return fail(err, file, "users", "users: more than %d", EG_EST_MAX_USERS);
+			return eg_conf_fail(r, "users", "users: more than %d", EG_EST_MAX_USERS);
 		}
 		snprintf(c->users[c->nusers].name, sizeof(c->users[0].name), "%s", name);
 		snprintf(c->users[c->nusers].hash, sizeof(c->users[0].hash), "%s", hash);
@@ -255,12 +126,13 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 	int t = lua_absindex(L, idx);
 	int top = lua_gettop(L);
 	struct eg_est_conf *c = calloc(1, sizeof(*c));
+	struct eg_conf_reader rd = { L, "est", file, conf_dir, err }, *r = &rd;
 	struct eg_tls_identity id;
 	int have_id = 0;
 	char cert[512], key[512], pass[512], device_ca[512];
 	*out = NULL;
 	if (!c)
-		return fail(err, file, NULL, "out of memory");
+		return eg_conf_fail(r, NULL, "out of memory");
 	c->connect_timeout = 10;
 	c->response_timeout = 60;
 	c->down_hold = 30;
@@ -271,81 +143,68 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 	static const char *const known[] = { "listen", "tls", "identity", "users", "labels", "timeouts", "retry_after",
 					     "down_hold", "cacerts_cache", "on_enroll", NULL };
 	if (!lua_istable(L, t)) {
-		fail(err, file, NULL, "est.lua must return a table");
+		eg_conf_fail(r, NULL, "est.lua must return a table");
 		goto fail;
 	}
-	if (check_keys(L, t, known, "est", file, err) < 0)
+	if (eg_conf_check_keys(r, t, known, "est") < 0)
 		goto fail;
 
-	lua_getfield(L, t, "listen");
-	if (!lua_istable(L, -1) || lua_rawlen(L, -1) == 0 || lua_rawlen(L, -1) > EG_MAX_LISTEN) {
-		fail(err, file, "listen", "listen: expected a list of \"ADDR:PORT\"");
+	if (eg_conf_listen(r, t, c->listen[0], sizeof(c->listen[0]), EG_MAX_LISTEN, &c->nlisten) < 0)
 		goto fail;
-	}
-	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
-		lua_rawgeti(L, -1, i);
-		if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) >= sizeof(c->listen[0])) {
-			fail(err, file, "listen", "listen: expected \"ADDR:PORT\" strings");
-			goto fail;
-		}
-		snprintf(c->listen[c->nlisten++], sizeof(c->listen[0]), "%s", lua_tostring(L, -1));
-		lua_pop(L, 1);
-	}
-	lua_pop(L, 1);
 
 	lua_getfield(L, t, "tls");
 	int tt = lua_gettop(L);
 	static const char *const tls_known[] = { "cert", "key", "passphrase_file", "device_ca", NULL };
 	if (!lua_istable(L, tt)) {
-		fail(err, file, "tls", "tls: expected { cert = ..., key = ..., device_ca = ... }");
+		eg_conf_fail(r, "tls", "tls: expected { cert = ..., key = ..., device_ca = ... }");
 		goto fail;
 	}
-	if (check_keys(L, tt, tls_known, "tls", file, err) < 0 ||
-	    get_path(L, tt, "cert", conf_dir, cert, sizeof(cert), "tls", file, err) < 0 ||
-	    get_path(L, tt, "key", conf_dir, key, sizeof(key), "tls", file, err) < 0 ||
-	    get_path(L, tt, "passphrase_file", conf_dir, pass, sizeof(pass), "tls", file, err) < 0 ||
-	    get_path(L, tt, "device_ca", conf_dir, device_ca, sizeof(device_ca), "tls", file, err) < 0)
+	if (eg_conf_check_keys(r, tt, tls_known, "tls") < 0 ||
+	    eg_conf_path(r, tt, "cert", cert, sizeof(cert), "tls") < 0 ||
+	    eg_conf_path(r, tt, "key", key, sizeof(key), "tls") < 0 ||
+	    eg_conf_path(r, tt, "passphrase_file", pass, sizeof(pass), "tls") < 0 ||
+	    eg_conf_path(r, tt, "device_ca", device_ca, sizeof(device_ca), "tls") < 0)
 		goto fail;
 	lua_pop(L, 1);
 	if (!cert[0] || !key[0]) {
-		fail(err, file, "tls", "tls: cert and key are required");
+		eg_conf_fail(r, "tls", "tls: cert and key are required");
 		goto fail;
 	}
 	char why[512];
 	c->server_ctx = eg_tls_server_ctx(cert, key, pass, device_ca, why, sizeof(why));
 	if (!c->server_ctx) {
-		fail(err, file, "tls", "tls: %s", why);
+		eg_conf_fail(r, "tls", "tls: %s", why);
 		goto fail;
 	}
 
-	if (parse_identity(L, t, conf_dir, &id, &have_id, file, err) < 0 || parse_users(L, t, c, file, err) < 0)
+	if (eg_conf_identity(r, t, &id, &have_id) < 0 || parse_users(r, t, c) < 0)
 		goto fail;
 
 	lua_getfield(L, t, "timeouts");
 	if (lua_istable(L, -1)) {
 		int to = lua_gettop(L);
 		static const char *const to_known[] = { "connect", "response", NULL };
-		if (check_keys(L, to, to_known, "timeouts", file, err) < 0 ||
-		    get_number(L, to, "connect", 0.1, 300, &c->connect_timeout, "timeouts", file, err) < 0 ||
-		    get_number(L, to, "response", 0.1, 3600, &c->response_timeout, "timeouts", file, err) < 0)
+		if (eg_conf_check_keys(r, to, to_known, "timeouts") < 0 ||
+		    eg_conf_number(r, to, "connect", 0.1, 300, &c->connect_timeout, "timeouts") < 0 ||
+		    eg_conf_number(r, to, "response", 0.1, 3600, &c->response_timeout, "timeouts") < 0)
 			goto fail;
 	}
 	lua_pop(L, 1);
-	if (get_number(L, t, "retry_after", 1, 86400, &retry_after, "est", file, err) < 0 ||
-	    get_number(L, t, "down_hold", 0, 3600, &c->down_hold, "est", file, err) < 0 ||
-	    get_number(L, t, "cacerts_cache", 0, 86400 * 30, &c->cacerts_cache, "est", file, err) < 0)
+	if (eg_conf_number(r, t, "retry_after", 1, 86400, &retry_after, "est") < 0 ||
+	    eg_conf_number(r, t, "down_hold", 0, 3600, &c->down_hold, "est") < 0 ||
+	    eg_conf_number(r, t, "cacerts_cache", 0, 86400 * 30, &c->cacerts_cache, "est") < 0)
 		goto fail;
 	c->retry_after = (int)retry_after;
 
 	lua_getfield(L, t, "labels");
 	int lt = lua_gettop(L);
 	if (!lua_istable(L, lt)) {
-		fail(err, file, "labels", "labels: expected { [\"\"] = {...}, LABEL = {...} }");
+		eg_conf_fail(r, "labels", "labels: expected { [\"\"] = {...}, LABEL = {...} }");
 		goto fail;
 	}
 	c->labels = calloc(EG_EST_MAX_LABELS, sizeof(*c->labels));
 	if (!c->labels) {
-		fail(err, file, NULL, "out of memory");
+		eg_conf_fail(r, NULL, "out of memory");
 		goto fail;
 	}
 	lua_pushnil(L);
@@ -356,26 +215,26 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 			ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
 			     *p == '_' || *p == '.';
 		if (!ok || c->nlabels >= EG_EST_MAX_LABELS) {
-			fail(err, file, "labels", "labels: a label is a name of letters, digits, '-', '_', '.' (at most %d labels)",
+			eg_conf_fail(r, "labels", "labels: a label is a name of letters, digits, '-', '_', '.' (at most %d labels)",
 			     EG_EST_MAX_LABELS);
 			goto fail;
 		}
 		struct eg_est_label *lb = &c->labels[c->nlabels++];
 		snprintf(lb->name, sizeof(lb->name), "%s", name);
-		if (parse_label(L, lua_gettop(L), conf_dir, have_id ? &id : NULL, lb, file, err) < 0)
+		if (parse_label(r, lua_gettop(L), have_id ? &id : NULL, lb) < 0)
 			goto fail;
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
 	if (c->nlabels == 0) {
-		fail(err, file, "labels", "labels: at least one label (\"\" is the unlabelled path)");
+		eg_conf_fail(r, "labels", "labels: at least one label (\"\" is the unlabelled path)");
 		goto fail;
 	}
 	lua_getfield(L, t, "on_enroll");
 	int has_hook = lua_isfunction(L, -1);
 	lua_pop(L, 1);
 	if (!has_hook) {
-		fail(err, file, "on_enroll",
+		eg_conf_fail(r, "on_enroll",
 		     "on_enroll: a function is required (e.g. require(\"policies.est\").policy{}): requests are never relayed unchecked");
 		goto fail;
 	}
@@ -390,6 +249,7 @@ fail:
 
 static int read_error(lua_State *L, int map, const char *code, struct eg_est_error *e, struct eg_load_error *err)
 {
+	struct eg_conf_reader rd = { L, "est", "policies/errors.lua", "", err }, *r = &rd;
 	int rc = 0;
 	lua_getfield(L, map, code);
 	if (lua_istable(L, -1)) {
@@ -398,7 +258,7 @@ static int read_error(lua_State *L, int map, const char *code, struct eg_est_err
 		lua_Integer st = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
 		const char *text = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 		if (st < 400 || st > 599 || !text || strlen(text) >= sizeof(e->text) || strpbrk(text, "\r\n")) {
-			rc = fail(err, "policies/errors.lua", code, "errors.map.%s: needs status 400-599 and a one-line text", code);
+			rc = eg_conf_fail(r, code, "errors.map.%s: needs status 400-599 and a one-line text", code);
 		} else {
 			e->status = (int)st;
 			snprintf(e->text, sizeof(e->text), "%s", text);
