@@ -381,12 +381,12 @@ enum eg_cmp_status eg_cmp_parse(const void *der, size_t len, struct eg_cmp_msg *
 	*out = m;
 	return EG_CMP_OK;
 bad:
-	eg_cmp_free(m);
+	eg_cmp_msg_free(m);
 	ERR_clear_error();
 	return EG_CMP_BAD_DER;
 }
 
-void eg_cmp_free(struct eg_cmp_msg *m)
+void eg_cmp_msg_free(struct eg_cmp_msg *m)
 {
 	if (!m)
 		return;
@@ -609,10 +609,10 @@ X509_STORE *eg_cmp_trust_store(const char *issuers, const char *crls, char *why,
 	if (n <= 0)
 		goto fail;
 	if (crls) {
-		int c = load_pem_path(st, crls, 1, why, whylen);
-		if (c == 0)
-			snprintf(why, whylen, "%s: no CRLs", crls);
-		if (c <= 0)
+		/* no CRL yet (a path that does not exist, an empty directory) is not an error here:
+		 * every signer is then of unknown revocation status until one arrives */
+		struct stat sb;
+		if (stat(crls, &sb) == 0 && load_pem_path(st, crls, 1, why, whylen) < 0)
 			goto fail;
 		X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	}

@@ -64,11 +64,11 @@ struct eg_cmp_msg {
 	char content_detail[160];        /* a one-line detail for content_error */
 };
 
-/* Parse body (len bytes of DER). On EG_CMP_OK *out is allocated (free with eg_cmp_free);
+/* Parse body (len bytes of DER). On EG_CMP_OK *out is allocated (free with eg_cmp_msg_free);
  * otherwise *out is NULL and why holds a one-line reason. A well-formed message whose request
  * content is unusable still parses: see content_error. */
 enum eg_cmp_status eg_cmp_parse(const void *der, size_t len, struct eg_cmp_msg **out, char *why, size_t whylen);
-void eg_cmp_free(struct eg_cmp_msg *m);
+void eg_cmp_msg_free(struct eg_cmp_msg *m);
 
 /* "ir", "cr", "p10cr", ... for a body type; "unknown" outside the range. */
 const char *eg_cmp_type_name(int body_type);
@@ -96,7 +96,8 @@ struct eg_csr *eg_cmp_signer(const struct eg_cmp_msg *m);
 
 /* A trust store for signature checks: issuers from a PEM file or a directory of PEM files,
  * CRLs likewise (crls NULL: no revocation check). Revocation is checked for the whole path
- * when CRLs are configured. NULL with why set on error. */
+ * when CRLs are configured; a crls path that does not exist yet, or holds no CRL, makes every
+ * signer's status unknown ("revocation_unknown"). NULL with why set on error. */
 X509_STORE *eg_cmp_trust_store(const char *issuers, const char *crls, char *why, size_t whylen);
 
 /* The PKIStatusInfo of an error message as OpenSSL prints it ("PKIStatus: rejection;

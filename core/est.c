@@ -32,6 +32,7 @@
 #include "csr.h"
 #include "est_auth.h"
 #include "est_conf.h"
+#include "http_reply.h"
 #include "log.h"
 #include "server.h"
 #include "tls.h"
@@ -106,40 +107,6 @@ static double mono(void)
 }
 
 /* ---- answers to the device ---- */
-
-static const char *reason_phrase(int code)
-{
-	switch (code) {
-	case 200: return "OK";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 415: return "Unsupported Media Type";
-	case 421: return "Misdirected Request";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return code >= 500 ? "Server Error" : code >= 400 ? "Client Error" : "OK";
-	}
-}
-
-/* A text/plain answer from enrollgate itself: status and a one-line reason. */
-static void send_text(struct evhttp_request *req, int code, const char *reason)
-{
-	struct evbuffer *b = evbuffer_new();
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
-	if (b)
-		evbuffer_add_printf(b, "%s\n", reason);
-	evhttp_send_reply(req, code, reason_phrase(code), b);
-	if (b)
-		evbuffer_free(b);
-}
 
 static void count_result(struct eg_est *e, const char *label, const char *result)
 {
@@ -224,7 +191,7 @@ static void call_fail(struct est_call *call, int code, const char *outcome, cons
 		snprintf(ra, sizeof(ra), "%d", call->pol->est->retry_after);
 		evhttp_add_header(evhttp_request_get_output_headers(call->req), "Retry-After", ra);
 	}
-	send_text(call->req, code, reason);
+	eg_http_send_text(call->req, code, reason);
 	audit(call, code, outcome, reason, NULL);
 	call_free(call);
 }
@@ -538,12 +505,12 @@ static void est_request_cb(struct evhttp_request *req, void *arg)
 	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
 	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
 	if (!ssl) {
-		send_text(req, 421, "TLS required");
+		eg_http_send_text(req, 421, "TLS required");
 		return;
 	}
 	struct est_call *call = calloc(1, sizeof(*call));
 	if (!call) {
-		send_text(req, 503, "out of memory");
+		eg_http_send_text(req, 503, "out of memory");
 		return;
 	}
 	call->est = e;
@@ -553,11 +520,7 @@ static void est_request_cb(struct evhttp_request *req, void *arg)
 	call->t_start = mono();
 	call->pol = eg_server_policy(e->srv);
 	call->method = evhttp_request_get_command(req);
-	char *peer_addr = NULL;
-	ev_uint16_t peer_port = 0;
-	evhttp_connection_get_peer(conn, &peer_addr, &peer_port);
-	snprintf(call->client, sizeof(call->client), strchr(peer_addr ? peer_addr : "", ':') ? "[%s]:%u" : "%s:%u",
-		 peer_addr ? peer_addr : "?", peer_port);
+	eg_http_peer(req, call->client, sizeof(call->client));
 	const struct eg_est_conf *conf = call->pol->est;
 	if (!conf) {
 		call_fail(call, 404, "not-found", "EST is not configured");

@@ -17,6 +17,8 @@
 #include <openssl/evp.h>
 
 #include "csr.h"
+#include "cmp_conf.h"
+#include "cmp_msg.h"
 #include "est_conf.h"
 
 #define EG_POLICY_API_VERSION 1
@@ -886,6 +888,30 @@ static int load_est(lua_State *L, struct load_ctx *lc)
 	return 0;
 }
 
+/* <conf>/cmp.lua, if present: the CMP proxy and its on_message hook. */
+static int load_cmp(lua_State *L, struct load_ctx *lc)
+{
+	char file[600];
+	struct stat st;
+	snprintf(file, sizeof(file), "%s/cmp.lua", lc->p->conf_dir);
+	if (stat(file, &st) != 0)
+		return 0;
+	if (run_file(L, lc, file, "cmp") < 0)
+		return -1;
+	int t = lua_gettop(L);
+	if (eg_cmp_conf_load(L, t, lc->p->conf_dir, file, &lc->p->cmp, lc->err) < 0 ||
+	    hook_ref(L, t, "on_message", &lc->p->ref_on_message, lc, file) < 0)
+		return -1;
+	/* the failInfo and wording of CMP error answers: policies.errors, compiled now */
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "policies.errors");
+	lua_call(L, 1, 1);
+	if (eg_cmp_conf_errors(L, -1, lc->p->cmp, lc->err) < 0)
+		return -1;
+	lua_settop(L, t - 1);
+	return 0;
+}
+
 static int load_policy(lua_State *L, struct load_ctx *lc)
 {
 	char file[600];
@@ -918,7 +944,7 @@ static int load_policy(lua_State *L, struct load_ctx *lc)
 		return -1;
 	if (load_routes(L, pt, lc, file) < 0)
 		return -1;
-	if (load_est(L, lc) < 0)
+	if (load_est(L, lc) < 0 || load_cmp(L, lc) < 0)
 		return -1;
 	create_ctx_mt(L);
 	lock_globals(L);
@@ -959,7 +985,7 @@ struct eg_policy *eg_policy_load(const char *conf_dir, const char *lua_dir, stru
 		return NULL;
 	}
 	atomic_init(&p->refs, 1);
-	p->ref_on_request = p->ref_on_connect = p->ref_on_client_hello = p->ref_on_enroll = LUA_NOREF;
+	p->ref_on_request = p->ref_on_connect = p->ref_on_client_hello = p->ref_on_enroll = p->ref_on_message = LUA_NOREF;
 	snprintf(p->conf_dir, sizeof(p->conf_dir), "%s", conf_dir);
 	snprintf(p->lua_dir, sizeof(p->lua_dir), "%s", lua_dir);
 	p->mem_limit = 64u << 20; /* until the settings say otherwise */
@@ -1018,6 +1044,7 @@ void eg_policy_unref(struct eg_policy *p)
 		lua_close(p->L);
 	eg_allowlist_free(p->allowlist);
 	eg_est_conf_free(p->est);
+	eg_cmp_conf_free(p->cmp);
 	free(p->routes);
 	free(p);
 }
@@ -1156,6 +1183,32 @@ static void push_device(lua_State *L, const struct eg_enroll_info *e)
 	}
 }
 
+/* ctx.cmp = { sender =, recipient =, key_id =, transaction_id =, protection =, pvno =,
+ * requests = { csr-like tables } } (see policies/cmp.lua). */
+static void push_cmp(lua_State *L, const struct eg_enroll_info *e)
+{
+	const struct eg_cmp_msg *m = e->cmp;
+	lua_createtable(L, 0, 8);
+	lua_pushstring(L, m->sender);
+	lua_setfield(L, -2, "sender");
+	lua_pushstring(L, m->recipient);
+	lua_setfield(L, -2, "recipient");
+	lua_pushstring(L, m->sender_kid);
+	lua_setfield(L, -2, "key_id");
+	lua_pushstring(L, m->transaction_id);
+	lua_setfield(L, -2, "transaction_id");
+	lua_pushstring(L, e->protection ? e->protection : "none");
+	lua_setfield(L, -2, "protection");
+	lua_pushinteger(L, m->pvno);
+	lua_setfield(L, -2, "pvno");
+	lua_createtable(L, m->nrequests, 0);
+	for (int i = 0; i < m->nrequests; i++) {
+		push_names(L, m->requests[i], 1, NULL);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "requests");
+}
+
 static int ctx_index(lua_State *L)
 {
 	struct ctx_ud *ud;
@@ -1173,7 +1226,8 @@ static int ctx_index(lua_State *L)
 	else if (ri->enroll && strcmp(k, "protocol") == 0) lua_pushstring(L, ri->enroll->protocol);
 	else if (ri->enroll && strcmp(k, "label") == 0) lua_pushstring(L, ri->enroll->label);
 	else if (ri->enroll && strcmp(k, "op") == 0) lua_pushstring(L, ri->enroll->op);
-	else if (ri->enroll && strcmp(k, "csr") == 0) push_names(L, ri->enroll->csr, 1, NULL);
+	else if (ri->enroll && strcmp(k, "csr") == 0) { if (ri->enroll->csr) push_names(L, ri->enroll->csr, 1, NULL); else lua_pushnil(L); }
+	else if (ri->enroll && ri->enroll->cmp && strcmp(k, "cmp") == 0) push_cmp(L, ri->enroll);
 	else if (ri->enroll && strcmp(k, "device") == 0) push_device(L, ri->enroll);
 	else return luaL_error(L, "ctx has no field '%s'", k);
 	return 1;
@@ -1516,6 +1570,20 @@ void eg_policy_enroll(struct eg_policy *p, const struct eg_request_info *ri, str
 	run_hook(p, p->ref_on_enroll, ri, v);
 	if (v->allow && v->route_host[0])
 		deny(v, 403, "hook-error", "on_enroll cannot route: upstreams come from est.lua");
+}
+
+void eg_policy_cmp(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (p->ref_on_message == LUA_NOREF || !ri->enroll) {
+		deny(v, 403, "hook-error", "no on_message policy");
+		return;
+	}
+	v->allow = 1;
+	v->stage = "hook";
+	run_hook(p, p->ref_on_message, ri, v);
+	if (v->allow && v->route_host[0])
+		deny(v, 403, "hook-error", "on_message cannot route: upstreams come from cmp.lua");
 }
 
 static int run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_ctx *lc, const char *file)

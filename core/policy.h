@@ -18,6 +18,8 @@
 
 struct lua_State;
 struct eg_est_conf;
+struct eg_cmp_conf;
+struct eg_cmp_msg;
 struct eg_csr;
 
 /* Why a load failed: what `enrollgate check` prints as file:line: message. */
@@ -56,6 +58,8 @@ struct eg_policy {
 	int co_ref;
 	int ref_on_request, ref_on_connect, ref_on_client_hello;
 	struct eg_est_conf *est;  /* <conf>/est.lua compiled, or NULL when there is none */
+	struct eg_cmp_conf *cmp;  /* <conf>/cmp.lua compiled, or NULL when there is none */
+	int ref_on_message;       /* cmp.lua's on_message */
 	int ref_on_enroll;
 
 	/* memory accounting and the budget of the hook being run */
@@ -67,13 +71,15 @@ struct eg_policy {
 	struct eg_hook_stats *stats;
 };
 
-/* An enrollment request, as on_enroll sees it (ctx.protocol, ctx.label, ctx.op, ctx.csr,
- * ctx.device). */
+/* An enrollment request, as on_enroll (EST) or on_message (CMP) sees it (ctx.protocol,
+ * ctx.label, ctx.op, ctx.csr, ctx.device, and for CMP ctx.cmp). */
 struct eg_enroll_info {
-	const char *protocol;          /* "est" */
-	const char *label;             /* "" for the unlabelled path */
-	const char *op;                /* "simpleenroll", "simplereenroll", ... */
-	const struct eg_csr *csr;      /* parsed and signature-checked request */
+	const char *protocol;          /* "est", "cmp" */
+	const char *label;             /* EST label ("" for the unlabelled path), CMP alias */
+	const char *op;                /* "simpleenroll", ...; CMP: the message type ("ir", ...) */
+	const struct eg_csr *csr;      /* parsed and signature-checked request; NULL if none */
+	const struct eg_cmp_msg *cmp;  /* CMP: the parsed message (ctx.cmp); NULL for EST */
+	const char *protection;        /* CMP: "mac", "signature", "none" (verified) */
 	const char *user;              /* HTTP Basic user who authenticated, or NULL */
 	const struct eg_csr *cert;     /* names of the verified TLS client certificate, or NULL */
 	const char *cert_serial;       /* its serial number (hex), or NULL */
@@ -128,6 +134,9 @@ void eg_policy_client_hello(struct eg_policy *p, const struct eg_request_info *r
 /* Enrollment stage: on_enroll(ctx) of est.lua. nil or allow() lets the request go on; deny(),
  * an error, a timeout or a missing hook refuse it. Always fills v. */
 void eg_policy_enroll(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v);
+
+/* CMP stage: on_message(ctx) of cmp.lua, like eg_policy_enroll. Always fills v. */
+void eg_policy_cmp(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v);
 
 /* Longest-prefix protocol route for an origin-form path, or NULL. */
 const struct eg_route *eg_policy_route(const struct eg_policy *p, const char *path, size_t n);

@@ -16,6 +16,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 
+#include "cmp.h"
 #include "est.h"
 #include "log.h"
 
@@ -226,7 +227,7 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 void eg_server_exit_if_drained(struct eg_server *srv)
 {
-	if (srv->draining && srv->metrics.active_connections == 0 && eg_est_busy(srv->est) == 0)
+	if (srv->draining && srv->metrics.active_connections == 0 && eg_est_busy(srv->est) == 0 && eg_cmp_busy(srv->cmp) == 0)
 		event_base_loopexit(srv->base, NULL);
 }
 
@@ -246,7 +247,8 @@ static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	srv->nlisteners = 0;
 	eg_proxy_close_idle(srv);
 	eg_est_stop_accepting(srv->est);
-	if (srv->metrics.active_connections == 0 && eg_est_busy(srv->est) == 0) {
+	eg_cmp_stop_accepting(srv->cmp);
+	if (srv->metrics.active_connections == 0 && eg_est_busy(srv->est) == 0 && eg_cmp_busy(srv->cmp) == 0) {
 		event_base_loopexit(srv->base, NULL);
 		return;
 	}
@@ -329,7 +331,7 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 		evconnlistener_set_error_cb(l, accept_error_cb);
 		srv->listeners[srv->nlisteners++] = l;
 	}
-	if (eg_est_start(srv) < 0)
+	if (eg_est_start(srv) < 0 || eg_cmp_start(srv) < 0)
 		return -1;
 	if (srv->boot.admin[0] && eg_admin_start(srv, srv->boot.admin) < 0)
 		return -1;
@@ -382,6 +384,7 @@ void eg_server_free(struct eg_server *srv)
 	if (srv->admin)
 		evhttp_free(srv->admin);
 	eg_est_free(srv->est);
+	eg_cmp_free(srv->cmp);
 	if (srv->dns)
 		evdns_base_free(srv->dns, 0);
 	struct event *evs[] = { srv->sig_hup, srv->sig_term, srv->sig_int, srv->reload_done_ev, srv->drain_timer, srv->log_flush_ev };

@@ -17,6 +17,7 @@ struct evconnlistener;
 struct evhttp;
 struct evhttp_request;
 struct eg_est;
+struct eg_cmp;
 struct event;
 
 #define EG_MAX_RELOAD_WAITERS 32
@@ -28,6 +29,7 @@ struct eg_server {
 	int nlisteners;
 	struct evhttp *admin;
 	struct eg_est *est;          /* EST registration authority, when est.lua exists */
+	struct eg_cmp *cmp;          /* CMP proxy, when cmp.lua exists */
 	struct event *sig_hup, *sig_term, *sig_int, *reload_done_ev, *drain_timer, *log_flush_ev;
 
 	char conf_dir[512];
@@ -67,7 +69,7 @@ void eg_server_free(struct eg_server *srv);
 /* Start building a new generation (coalesced if one is being built). */
 void eg_server_request_reload(struct eg_server *srv, struct evhttp_request *waiter);
 
-/* During a drain: leave the loop once no proxy connection and no EST request is left. */
+/* During a drain: leave the loop once no proxy connection, EST request or CMP message is left. */
 void eg_server_exit_if_drained(struct eg_server *srv);
 
 /* Current generation, with a reference for the caller. */

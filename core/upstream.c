@@ -58,6 +58,7 @@ struct upstream_req {
 	struct eg_upstream_target t;
 	enum evhttp_cmd_type method;
 	char suffix[256];
+	int exact;                     /* no suffix: the configured path as it is */
 	char hdr[EG_UPSTREAM_MAX_HEADERS][2][160];
 	int nhdr;
 	struct evbuffer *body;         /* NULL: none */
@@ -122,6 +123,7 @@ int eg_upstream_parse(const char *s, int allow_plain, struct eg_upstream *u)
 		u->tls = tls;
 		u->port = (uint16_t)(port > 0 ? port : tls ? 443 : 80);
 		snprintf(u->path, sizeof(u->path), "%s", path ? path : "");
+		snprintf(u->exact_path, sizeof(u->exact_path), "%s", path && path[0] ? path : "/");
 		size_t l = strlen(u->path);
 		while (l > 0 && u->path[l - 1] == '/')
 			u->path[--l] = '\0';
@@ -478,7 +480,10 @@ static void try_next(struct upstream_req *r)
 		if (r->body)
 			evbuffer_add(evhttp_request_get_output_buffer(ureq), evbuffer_pullup(r->body, -1),
 				     evbuffer_get_length(r->body));
-		snprintf(path, sizeof(path), "%s%s", up->path, r->suffix);
+		if (r->exact)
+			snprintf(path, sizeof(path), "%s", up->exact_path);
+		else
+			snprintf(path, sizeof(path), "%s%s", up->path, r->suffix);
 		if (!path[0])
 			snprintf(path, sizeof(path), "/");
 		snprintf(r->upstream, sizeof(r->upstream), "%s", up->url);
@@ -538,6 +543,7 @@ void eg_upstream_send(struct eg_upstreams *u, const struct eg_upstream_target *t
 	r->t = *t;
 	r->method = method;
 	snprintf(r->suffix, sizeof(r->suffix), "%s", suffix ? suffix : "");
+	r->exact = suffix == NULL;
 	for (int i = 0; headers && headers[i] && headers[i + 1] && r->nhdr < EG_UPSTREAM_MAX_HEADERS; i += 2, r->nhdr++) {
 		snprintf(r->hdr[r->nhdr][0], sizeof(r->hdr[0][0]), "%s", headers[i]);
 		snprintf(r->hdr[r->nhdr][1], sizeof(r->hdr[0][1]), "%s", headers[i + 1]);

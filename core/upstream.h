@@ -22,6 +22,7 @@ struct eg_upstream {
 	char host[256];            /* without IPv6 brackets */
 	uint16_t port;
 	char path[256];            /* base path without a trailing slash */
+	char exact_path[256];      /* the path exactly as configured ("/" if none) */
 	int tls;                   /* https */
 };
 
@@ -64,7 +65,8 @@ void eg_upstreams_free(struct eg_upstreams *u);
 
 #define EG_UPSTREAM_MAX_HEADERS 4
 
-/* Send a request: method, the upstream's base path + suffix, headers (up to
+/* Send a request: method, the upstream's base path + suffix (suffix NULL: the configured URL's
+ * path exactly, trailing slash included), headers (up to
  * EG_UPSTREAM_MAX_HEADERS name/value pairs, NULL-terminated; Host is added), body (may be
  * NULL). cb runs exactly once, possibly before this returns. */
 void eg_upstream_send(struct eg_upstreams *u, const struct eg_upstream_target *t, enum evhttp_cmd_type method,

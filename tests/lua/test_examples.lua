@@ -20,4 +20,19 @@ function TestExamples:test_est_example()
   lu.assertNil(t.on_enroll({ label = "VPN", op = "simpleenroll", csr = ok }))
 end
 
+function TestExamples:test_cmp_example()
+  local t = assert(loadfile(conf .. "cmp.lua.example"))()
+  lu.assertEquals(type(t.on_message), "function")
+  lu.assertNotNil(t.aliases[t.default_alias])
+  lu.assertEquals(t.legacy_prefix:sub(1, 1), "/")
+  lu.assertStrContains(t.aliases.gateways.upstreams[1], "https://")
+  local weak = { key = { type = "RSA", bits = 1024 }, san = {}, subject = {}, extensions = {} }
+  lu.assertEquals(t.on_message({ label = "devices", op = "ir", cmp = { requests = { weak } } }).status, 400)
+  local gw = { key = { type = "EC", bits = 256, curve = "prime256v1" }, cn = "vpn1.gw.example.com",
+               subject_text = "CN=vpn1.gw.example.com", subject = {}, extensions = {},
+               san = { dns = { "vpn1.gw.example.com" } } }
+  lu.assertNil(t.on_message({ label = "gateways", op = "cr", cmp = { requests = { gw } } }))
+  lu.assertNil(t.on_message({ label = "devices", op = "certConf", cmp = { requests = {} } }))
+end
+
 os.exit(lu.LuaUnit.run("-v"))
