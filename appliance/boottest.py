@@ -487,8 +487,14 @@ def main():
     except Failure as e:
         if vm:
             vm.log(f"FAIL: {e}")
-            tail = vm.buf[-1500:].decode(errors="replace")
-            print(f"--- serial console tail ({args.logdir}/serial-{args.name}.log) ---\n{tail}", flush=True)
+            # the log, not vm.buf: expect() consumes what it matched, so buf may be empty
+            vm.serial_log.flush()
+            path = vm.serial_log.name
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - 4000))
+                tail = re.sub(rb"\x1b\[[0-9;=?]*[A-Za-z]", b"", f.read()).replace(b"\r", b"")
+            print(f"--- serial console tail ({path}, escapes removed) ---\n"
+                  f"{tail.decode(errors='replace')[-2500:]}\n--- end of serial console tail ---", flush=True)
         else:
             print(f"boottest: FAIL: {e}", flush=True)
     finally:
