@@ -37,6 +37,38 @@ class CliTest(unittest.TestCase):
         finally:
             d.stop()
 
+    def check_cmp(self, cmp_lua, line, fragment):
+        """`enrollgate check` on a cmp.lua: file:line: message, exit 1 (line 0: just the file)."""
+        d = Daemon()
+        try:
+            path = os.path.join(d.conf, "cmp.lua")
+            with open(path, "w") as f:
+                f.write(cmp_lua)
+            p = run("check", "-c", d.conf)
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertTrue(p.stderr.startswith("%s:%d: " % (path, line)), p.stderr)
+            self.assertIn(fragment, p.stderr)
+        finally:
+            d.stop()
+
+    def test_check_cmp_lua_errors(self):
+        ok_alias = 'a = { upstreams = { "http://127.0.0.1:9/pkix/" }, mac = { k = "s" } }'
+        hook = 'on_message = require("policies.cmp").policy{}'
+        base = 'return {\n  listen = { "127.0.0.1:0" },\n  aliases = { %s },\n  %s,\n}\n'
+        self.check_cmp(base % ('a = { upstreams = { "ftp://x/" } }', hook), 3, "expected http[s]://host")
+        self.check_cmp(base % ('a = { upstreams = { "http://x/" }, types = { "ir", "bogus" } }', hook), 3,
+                       "unknown message type 'bogus'")
+        self.check_cmp(base % ('a = { upstreams = { "http://x/" }, protection = { "maybe" } }', hook), 3,
+                       "unknown kind")
+        self.check_cmp(base % ('a = { upstreams = { "http://x/" }, signature = { issuers = "nope.pem" } }', hook), 3,
+                       "nope.pem: not found")
+        self.check_cmp(base % ('a = { upstreams = { "http://x/" }, mac = { k = { file = "no-secret" } } }', hook), 3,
+                       "cannot read a secret")
+        self.check_cmp(base % (ok_alias, 'colour = "blue"'), 4, "unknown key 'colour'")
+        self.check_cmp('return {\n  listen = { "127.0.0.1:0" },\n  aliases = { %s },\n}\n' % ok_alias, 0,
+                       "on_message: a function is required")
+        self.check_cmp(base % (ok_alias, hook + ',\n  default_alias = "zz"'), 5, "not one of the aliases")
+
     def test_check_syntax_error(self):
         self.check_broken("return {\n  api_version = 1,\n  allowlist = {\n    { name = 'a', hosts = { 'x.example' } ports = {443} },\n  },\n}\n",
                           4, "expected")
