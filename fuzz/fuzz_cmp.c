@@ -50,8 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct eg_cmp_msg *e = NULL;
 	CHECK(eg_cmp_parse(der, len, &e, why, sizeof(why)) == EG_CMP_OK);
 	CHECK(e->body_type == EG_CMP_ERROR && strcmp(e->transaction_id, m->transaction_id) == 0);
-	eg_cmp_free(e);
+	eg_cmp_msg_free(e);
 	OPENSSL_free(der);
-	eg_cmp_free(m);
+	eg_cmp_msg_free(m);
 	return 0;
 }
