@@ -203,7 +203,12 @@ eg_ok "unknown alias 404, GET 405, wrong media type 415"
 [[ $(mock_count mock) -eq $want ]] || eg_fail "the mock CA saw requests it should not have"
 
 # ---- audit and metrics ----
-n=$(grep -c '"event":"cmp"' "$PROXY_LOG" || true)
+# the log is buffered (flushed every 100 ms): give the last records a moment
+for ((i = 0; i < 30; i++)); do
+  n=$(grep -c '"event":"cmp"' "$PROXY_LOG" || true)
+  [[ $n -ge 30 ]] && break
+  sleep 0.1
+done
 [[ $n -ge 30 ]] || eg_fail "expected an audit record per message, found $n"
 grep '"event":"cmp"' "$PROXY_LOG" | grep '"result":"signer_revoked"' | grep -q '"signer":"CN=cmp-revoked"' \
   || eg_fail "no audit record of the revoked signer"
