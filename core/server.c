@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -100,11 +101,22 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 /* ---- reload ---- */
 
-static void *builder_main(void *arg)
+/* Nice value of the builder thread: a reload under full load yields the CPU to the event loop
+ * (a build is a few ms of CPU; at weight 15 against the loop's 1024 it waits for idle moments
+ * rather than adding them to request latency), and still finishes on a busy machine. */
+#define EG_BUILDER_NICE 19
+
+/* Build a generation from the configuration directory and wake the loop to publish it. */
+static void build_generation(struct eg_server *srv)
 {
-	struct eg_server *srv = arg;
 	srv->built = eg_policy_load(srv->conf_dir, srv->lua_dir, &srv->metrics.hooks, &srv->built_error);
 	event_active(srv->reload_done_ev, EV_READ, 0);
+}
+
+static void *builder_main(void *arg)
+{
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), EG_BUILDER_NICE); /* this thread only */
+	build_generation(arg);
 	return NULL;
 }
 
@@ -116,7 +128,7 @@ static void start_build(struct eg_server *srv)
 	if (pthread_create(&srv->builder, NULL, builder_main, srv) != 0) {
 		/* no thread: build inline (rare; the loop stalls for the duration) */
 		srv->builder = 0;
-		builder_main(srv);
+		build_generation(srv);
 	}
 }
 
