@@ -75,6 +75,8 @@ static void render_metrics(struct eg_server *srv, struct evbuffer *b)
 	evbuffer_add_printf(b,
 		"# TYPE enrollgate_connections_total counter\nenrollgate_connections_total %llu\n"
 		"# TYPE enrollgate_connections_refused_total counter\nenrollgate_connections_refused_total %llu\n"
+		"# HELP enrollgate_accept_pauses_total Times accepting failed (out of file descriptors) and paused.\n"
+		"# TYPE enrollgate_accept_pauses_total counter\nenrollgate_accept_pauses_total %llu\n"
 		"# TYPE enrollgate_active_connections gauge\nenrollgate_active_connections %lld\n"
 		"# TYPE enrollgate_active_tunnels gauge\nenrollgate_active_tunnels %lld\n"
 		"# TYPE enrollgate_tunnels_total counter\nenrollgate_tunnels_total %llu\n"
@@ -94,6 +96,7 @@ static void render_metrics(struct eg_server *srv, struct evbuffer *b)
 		"enrollgate_relayed_bytes_total{direction=\"client_to_upstream\"} %llu\n"
 		"enrollgate_relayed_bytes_total{direction=\"upstream_to_client\"} %llu\n",
 		(unsigned long long)m->connections_total, (unsigned long long)m->connections_refused,
+		(unsigned long long)m->accept_pauses,
 		(long long)m->active_connections, (long long)m->active_tunnels, (unsigned long long)m->tunnels_total,
 		(unsigned long long)m->tunnels_spliced, (unsigned long long)m->bodies_spliced,
 		(unsigned long long)srv->generation, (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed,

@@ -12,6 +12,7 @@ struct eg_metrics {
 	uint64_t responses_by_status[600];
 	uint64_t connections_total;
 	uint64_t connections_refused;  /* over max_connections */
+	uint64_t accept_pauses;        /* accept failed (EMFILE...): listeners paused */
 	int64_t active_connections;
 	int64_t active_tunnels;
 	uint64_t tunnels_total;

@@ -91,12 +91,62 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	eg_proxy_accept(arg, fd, sa, salen);
 }
 
+/* Accepting failed (EMFILE, ENFILE, ENOBUFS...): the listening socket stays readable, so libevent
+ * would call us again at once, in a loop. Pause every proxy listener for EG_ACCEPT_PAUSE_MS instead
+ * (connections already open keep working and free descriptors) and log one line per pause. */
+#define EG_ACCEPT_PAUSE_MS 100
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct eg_server *srv = arg;
+	(void)fd;
+	(void)what;
+	for (int i = 0; i < srv->nlisteners; i++)
+		evconnlistener_enable(srv->listeners[i]);
+}
+
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	(void)arg;
+	struct eg_server *srv = arg;
+	int err = EVUTIL_SOCKET_ERROR();
 	(void)l;
-	/* EMFILE and friends: log, keep listening; libevent retries on the next readiness */
-	eg_log(EG_LOG_ERROR, "accept", "accept failed: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	if (!srv->accept_pause_ev || evtimer_pending(srv->accept_pause_ev, NULL))
+		return;
+	srv->metrics.accept_pauses++;
+	eg_log(EG_LOG_ERROR, "accept", "accept failed: %s; not accepting for %d ms (%lld connections open)",
+	       evutil_socket_error_to_string(err), EG_ACCEPT_PAUSE_MS, (long long)srv->metrics.active_connections);
+	for (int i = 0; i < srv->nlisteners; i++)
+		evconnlistener_disable(srv->listeners[i]);
+	struct timeval tv = { 0, EG_ACCEPT_PAUSE_MS * 1000 };
+	evtimer_add(srv->accept_pause_ev, &tv);
+}
+
+/* Raise the soft RLIMIT_NOFILE to what max_connections can need: a proxied connection holds two
+ * sockets, a spliced tunnel two pipes more. Up to the hard limit; below it, a warning saying how
+ * many connections fit (past that, accept pauses as above). Called at start-up and on reloads. */
+#define EG_FDS_PER_CONNECTION 6
+#define EG_FDS_RESERVED 128 /* listeners, admin, EST/CMP, upstream pools, DNS, logs */
+
+static void raise_fd_limit(int max_connections)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t need = (rlim_t)max_connections * EG_FDS_PER_CONNECTION + EG_FDS_RESERVED;
+	if (rl.rlim_cur >= need)
+		return;
+	rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+	if (want > rl.rlim_cur) {
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < need)
+		eg_log(EG_LOG_WARN, "limits",
+		       "max_connections %d can need %llu file descriptors, the limit is %llu (raise the hard limit: "
+		       "ulimit -Hn, LimitNOFILE=): about %llu tunnels fit",
+		       max_connections, (unsigned long long)need, (unsigned long long)rl.rlim_cur,
+		       (unsigned long long)(rl.rlim_cur > EG_FDS_RESERVED ? (rl.rlim_cur - EG_FDS_RESERVED) / EG_FDS_PER_CONNECTION : 0));
 }
 
 /* ---- reload ---- */
@@ -150,6 +200,7 @@ static void publish(struct eg_server *srv, struct eg_policy *p)
 	p->generation = ++srv->generation;
 	srv->policy = p;
 	eg_log_set_level(p->settings.log_level);
+	raise_fd_limit(p->settings.max_connections);
 	if (old) {
 		if (strcmp(old->settings.admin, p->settings.admin) != 0 || old->settings.nlisten != p->settings.nlisten)
 			eg_log(EG_LOG_WARN, "reload", "listener changes take effect at the next restart");
@@ -348,13 +399,14 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 	if (srv->boot.admin[0] && eg_admin_start(srv, srv->boot.admin) < 0)
 		return -1;
 
+	srv->accept_pause_ev = evtimer_new(srv->base, accept_resume_cb, srv);
 	srv->reload_done_ev = event_new(srv->base, -1, 0, reload_done_cb, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, sighup_cb, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, sigterm_cb, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, sigterm_cb, srv);
 	srv->log_flush_ev = event_new(srv->base, -1, EV_PERSIST, log_flush_cb, srv);
 	struct timeval flush_tv = { 0, 100000 };
-	if (!srv->reload_done_ev || !srv->sig_hup || !srv->sig_term || !srv->sig_int || !srv->log_flush_ev)
+	if (!srv->accept_pause_ev || !srv->reload_done_ev || !srv->sig_hup || !srv->sig_term || !srv->sig_int || !srv->log_flush_ev)
 		return -1;
 	evsignal_add(srv->sig_hup, NULL);
 	evsignal_add(srv->sig_term, NULL);
@@ -399,7 +451,8 @@ void eg_server_free(struct eg_server *srv)
 	eg_cmp_free(srv->cmp);
 	if (srv->dns)
 		evdns_base_free(srv->dns, 0);
-	struct event *evs[] = { srv->sig_hup, srv->sig_term, srv->sig_int, srv->reload_done_ev, srv->drain_timer, srv->log_flush_ev };
+	struct event *evs[] = { srv->sig_hup, srv->sig_term, srv->sig_int, srv->reload_done_ev, srv->drain_timer, srv->log_flush_ev,
+				srv->accept_pause_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);

@@ -31,6 +31,7 @@ struct eg_server {
 	struct eg_est *est;          /* EST registration authority, when est.lua exists */
 	struct eg_cmp *cmp;          /* CMP proxy, when cmp.lua exists */
 	struct event *sig_hup, *sig_term, *sig_int, *reload_done_ev, *drain_timer, *log_flush_ev;
+	struct event *accept_pause_ev; /* proxy listeners paused after an accept error (EMFILE) */
 
 	char conf_dir[512];
 	char lua_dir[512];

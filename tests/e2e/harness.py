@@ -3,6 +3,7 @@ import http.server
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -173,11 +174,13 @@ class Daemon:
             f.write(text)
         os.replace(path + ".tmp", path)
 
-    def start(self, check=True):
+    def start(self, check=True, nofile=None):
+        """nofile: run the daemon under that RLIMIT_NOFILE (soft and hard)."""
         self.logf = open(self.log_path, "ab")
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
         self.proc = subprocess.Popen([EG_BIN, "run", "-c", self.conf, "--listen", "127.0.0.1:%d" % self.port,
                                       "--admin", "127.0.0.1:%d" % self.admin_port],
-                                     stdout=self.logf, stderr=self.logf)
+                                     stdout=self.logf, stderr=self.logf, preexec_fn=limit)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:

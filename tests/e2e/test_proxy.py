@@ -253,6 +253,13 @@ TIMEOUTS = """return {
 """
 
 
+def proc_cpu_seconds(pid):
+    """utime + stime of a process, in seconds (/proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class LimitsTest(unittest.TestCase):
     def setUp(self):
         self.origin = Origin()
@@ -293,6 +300,30 @@ class LimitsTest(unittest.TestCase):
             self.assertGreaterEqual(eg.metrics()["enrollgate_connections_refused_total"], 1)
             for s in held:
                 s.close()
+        finally:
+            eg.stop()
+
+    def test_out_of_descriptors_pauses_accepting(self):
+        # 64 descriptors where max_connections 1000 would need thousands: a warning at start; the
+        # connections past the limit wait in the backlog while accepting pauses (no busy loop on
+        # EMFILE), and once descriptors are free again the proxy answers as before.
+        eg = Daemon(settings=SETTINGS % 1000)
+        eg.start(nofile=64)
+        try:
+            self.assertIn("file descriptors, the limit is 64", eg.log())
+            held = [socket.create_connection(("127.0.0.1", eg.port)) for _ in range(80)]
+            time.sleep(0.3)
+            cpu0 = proc_cpu_seconds(eg.proc.pid)
+            time.sleep(1.0)
+            spent = proc_cpu_seconds(eg.proc.pid) - cpu0
+            self.assertLess(spent, 0.5, "accept on EMFILE spun: %.2f s of CPU in 1 s" % spent)
+            self.assertIn("not accepting for 100 ms", eg.log())
+            for s in held:
+                s.close()
+            time.sleep(0.3)
+            code, body = proxy_get(eg.port, "http://localhost:%d/small" % self.origin.port)
+            self.assertEqual(code, 200)
+            self.assertGreaterEqual(eg.metrics()["enrollgate_accept_pauses_total"], 1)
         finally:
             eg.stop()
 
