@@ -132,6 +132,52 @@ static void free_upstream(struct eg_conn *c)
 	c->up_host[0] = '\0';
 }
 
+/* Per-request state (proxy.h): at most EG_REQ_STATE_KEEP free ones are kept for reuse, so a
+ * keep-alive load allocates nothing per request and 10k idle connections hold none of it. */
+#define EG_REQ_STATE_KEEP 64
+
+static int req_state_get(struct eg_conn *c)
+{
+	struct eg_server *srv = c->srv;
+	if (c->rs)
+		return 0;
+	if (srv->req_state_free) {
+		c->rs = srv->req_state_free;
+		srv->req_state_free = c->rs->next_free;
+		srv->req_state_nfree--;
+	} else if (!(c->rs = malloc(sizeof(*c->rs)))) {
+		return -1;
+	}
+	/* the parsers reset what they fill; an empty path for a request that fails before it */
+	c->rs->path_copy[0] = '\0';
+	return 0;
+}
+
+void eg_conn_put_req_state(struct eg_conn *c)
+{
+	struct eg_server *srv = c->srv;
+	if (!c->rs)
+		return;
+	if (srv->req_state_nfree < EG_REQ_STATE_KEEP) {
+		c->rs->next_free = srv->req_state_free;
+		srv->req_state_free = c->rs;
+		srv->req_state_nfree++;
+	} else {
+		free(c->rs);
+	}
+	c->rs = NULL;
+}
+
+void eg_proxy_free_pools(struct eg_server *srv)
+{
+	while (srv->req_state_free) {
+		struct eg_req_state *n = srv->req_state_free->next_free;
+		free(srv->req_state_free);
+		srv->req_state_free = n;
+	}
+	srv->req_state_nfree = 0;
+}
+
 static void end_request(struct eg_conn *c)
 {
 	if (c->dns_req) {
@@ -164,6 +210,7 @@ void eg_conn_free(struct eg_conn *c)
 	if (c->timer)
 		event_free(c->timer);
 	free(c->headbuf);
+	eg_conn_put_req_state(c);
 	free(c);
 	srv->metrics.active_connections--;
 	eg_server_exit_if_drained(srv);
@@ -196,7 +243,7 @@ void eg_conn_log_access(struct eg_conn *c, int status)
 		else
 			/* the query string is left out: it can carry credentials */
 			snprintf(tgt, sizeof(tgt), c->target.host_is_ip == 6 ? "http://[%s]:%u%.*s" : "http://%s:%u%.*s",
-				 c->target.host, c->target.port, (int)c->path_len_noquery, c->target.path.p ? c->path_copy : "");
+				 c->target.host, c->target.port, (int)c->path_len_noquery, c->target.path.p && c->rs ? c->rs->path_copy : "");
 		eg_jbuf_str(&j, "target", tgt);
 		eg_jbuf_str(&j, "host", c->target.host);
 		eg_jbuf_int(&j, "port", c->target.port);
@@ -326,6 +373,7 @@ static void await_head(struct eg_conn *c, int first)
 	const struct eg_settings *s = &c->srv->policy->settings;
 	c->state = EG_ST_HEAD;
 	c->scan_from = 0;
+	eg_conn_put_req_state(c);
 	c->response_started = 0;
 	c->method[0] = '\0';
 	c->target.host[0] = '\0';
@@ -464,7 +512,7 @@ static int head_complete(struct eg_conn *c, struct evbuffer *in)
 		/* Refuse non-HTTP garbage and the HTTP/2 preface before waiting for a full head. */
 		char first[16];
 		size_t n = evbuffer_copyout(in, first, len < sizeof(first) ? len : sizeof(first));
-		struct eg_http_head *h = &c->head;
+		struct eg_http_head *h = &c->rs->head;
 		enum eg_http_err e = eg_http_parse_request(first, n, h);
 		if (e == EG_HTTP_H2_PREFACE) {
 			eg_conn_send_error(c, 505, "HTTP/2 is not supported: speak HTTP/1.1 to this proxy");
@@ -529,7 +577,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 	/* a client that half-closes after a complete request still gets its answer, then the end */
 	if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) == BEV_EVENT_EOF && !c->is_connect &&
 	    ((c->state == EG_ST_FORWARDING && c->req_done) ||
-	     ((c->state == EG_ST_RESOLVING || c->state == EG_ST_CONNECTING) && c->head.body == EG_BODY_NONE))) {
+	     ((c->state == EG_ST_RESOLVING || c->state == EG_ST_CONNECTING) && c->rs->head.body == EG_BODY_NONE))) {
 		c->client_close = 1;
 		c->cbev_eof = 1;
 		return;
@@ -544,8 +592,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 
 static void copy_method(struct eg_conn *c)
 {
-	size_t n = c->head.method.n < sizeof(c->method) - 1 ? c->head.method.n : sizeof(c->method) - 1;
-	memcpy(c->method, c->head.method.p, n);
+	size_t n = c->rs->head.method.n < sizeof(c->method) - 1 ? c->rs->head.method.n : sizeof(c->method) - 1;
+	memcpy(c->method, c->rs->head.method.p, n);
 	c->method[n] = '\0';
 }
 
@@ -570,6 +618,10 @@ static int dest_is_ip(const struct eg_conn *c)
 static void process_head(struct eg_conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	if (req_state_get(c) < 0) {
+		eg_conn_send_error(c, 503, "out of memory");
+		return;
+	}
 	int r = head_complete(c, in);
 	if (r <= 0)
 		return;
@@ -577,46 +629,46 @@ static void process_head(struct eg_conn *c)
 	evtimer_del(c->timer);
 	c->t_start = now_ms();
 	c->in_request = 1;
-	enum eg_http_err e = eg_http_parse_request(c->headbuf, c->headlen, &c->head);
+	enum eg_http_err e = eg_http_parse_request(c->headbuf, c->headlen, &c->rs->head);
 	switch (e) {
 	case EG_HTTP_OK:
 		break;
 	case EG_HTTP_TOO_LARGE:
-		eg_conn_send_error(c, 431, c->head.reason);
+		eg_conn_send_error(c, 431, c->rs->head.reason);
 		return;
 	case EG_HTTP_BAD_VERSION:
-		eg_conn_send_error(c, 505, c->head.reason);
+		eg_conn_send_error(c, 505, c->rs->head.reason);
 		return;
 	case EG_HTTP_H2_PREFACE:
 		eg_conn_send_error(c, 505, "HTTP/2 is not supported: speak HTTP/1.1 to this proxy");
 		return;
 	case EG_HTTP_UNSUPPORTED_TE:
-		eg_conn_send_error(c, 501, c->head.reason);
+		eg_conn_send_error(c, 501, c->rs->head.reason);
 		return;
 	default:
-		eg_conn_send_error(c, 400, c->head.reason ? c->head.reason : "malformed request");
+		eg_conn_send_error(c, 400, c->rs->head.reason ? c->rs->head.reason : "malformed request");
 		return;
 	}
 	copy_method(c);
-	c->is_connect = eg_slice_ieq(c->head.method, "CONNECT");
+	c->is_connect = eg_slice_ieq(c->rs->head.method, "CONNECT");
 	const char *why = NULL;
-	if (eg_http_parse_target(c->head.target.p, c->head.target.n, c->is_connect, &c->target, &why) < 0) {
+	if (eg_http_parse_target(c->rs->head.target.p, c->rs->head.target.n, c->is_connect, &c->target, &why) < 0) {
 		c->target.host[0] = '\0';
 		eg_conn_send_error(c, 400, why);
 		return;
 	}
 	if (c->target.path.p) {
 		/* NUL-terminated copy of the path for Lua, and its length without the query for logs */
-		size_t s = c->target.path_slash ? 1 : 0, cap = sizeof(c->path_copy) - 1 - s;
+		size_t s = c->target.path_slash ? 1 : 0, cap = sizeof(c->rs->path_copy) - 1 - s;
 		size_t n = c->target.path.n < cap ? c->target.path.n : cap;
-		c->path_copy[0] = '/';
-		memcpy(c->path_copy + s, c->target.path.p, n);
+		c->rs->path_copy[0] = '/';
+		memcpy(c->rs->path_copy + s, c->target.path.p, n);
 		n += s;
-		c->path_copy[n] = '\0';
-		char *q = strchr(c->path_copy, '?');
-		c->path_len_noquery = q ? (size_t)(q - c->path_copy) : n;
+		c->rs->path_copy[n] = '\0';
+		char *q = strchr(c->rs->path_copy, '?');
+		c->path_len_noquery = q ? (size_t)(q - c->rs->path_copy) : n;
 	}
-	if (c->head.has_upgrade) {
+	if (c->rs->head.has_upgrade) {
 		eg_conn_send_error(c, 501, "protocol upgrade is not supported (HTTP/1.1 only)");
 		return;
 	}
@@ -643,7 +695,7 @@ static void process_head(struct eg_conn *c)
 	c->gen = c->pol->generation;
 	struct eg_request_info ri = {
 		.method = c->method, .host = c->target.host, .host_is_ip = c->target.host_is_ip, .port = c->target.port,
-		.path = c->is_connect ? NULL : c->path_copy, .client = c->client, .head = &c->head,
+		.path = c->is_connect ? NULL : c->rs->path_copy, .client = c->client, .head = &c->rs->head,
 	};
 	eg_policy_decide(c->pol, &ri, &c->verdict);
 	if (!c->verdict.allow) {
@@ -784,7 +836,7 @@ static int is_hop_header(const struct eg_header *h)
 static void write_request_head(struct eg_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->ubev);
-	struct eg_http_head *h = &c->head;
+	struct eg_http_head *h = &c->rs->head;
 	char line[64];
 	evbuffer_add(out, h->method.p, h->method.n);
 	evbuffer_add(out, c->target.path_slash ? " /" : " ", c->target.path_slash ? 2 : 1);
@@ -825,13 +877,13 @@ void eg_conn_start_forward(struct eg_conn *c)
 {
 	const struct eg_settings *s = &c->pol->settings;
 	c->state = EG_ST_FORWARDING;
-	c->req_body = c->head.body;
-	c->req_remaining = c->head.content_length;
+	c->req_body = c->rs->head.body;
+	c->req_remaining = c->rs->head.content_length;
 	eg_chunked_init(&c->req_chunk);
 	c->req_done = c->req_body == EG_BODY_NONE;
 	c->resp_head_done = 0;
 	c->resp_done = 0;
-	c->client_close = c->head.conn_close || c->cbev_eof;
+	c->client_close = c->rs->head.conn_close || c->cbev_eof;
 	bufferevent_setcb(c->ubev, upstream_read_cb, upstream_write_cb, upstream_event_cb, c);
 	bufferevent_setwatermark(c->ubev, EV_WRITE, HIGH_WATER / 2, 0);
 	bufferevent_setwatermark(c->ubev, EV_READ, 0, 0);
@@ -1043,7 +1095,7 @@ static void write_response_head(struct eg_conn *c, const struct eg_http_head *r,
 	}
 	if (r->status >= 200 && c->client_close)
 		evbuffer_add(out, "Connection: close\r\n", 19);
-	else if (r->status >= 200 && c->head.version_minor == 0)
+	else if (r->status >= 200 && c->rs->head.version_minor == 0)
 		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
 	evbuffer_add(out, "Via: 1.1 enrollgate\r\n\r\n", 23);
 }
@@ -1058,7 +1110,7 @@ static void response_complete(struct eg_conn *c)
 	if (!c->up_reusable)
 		free_upstream(c);
 	/* a client that half-closed may have pipelined more requests before its end: answer them */
-	int more = c->cbev_eof && !c->head.conn_close && evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0;
+	int more = c->cbev_eof && !c->rs->head.conn_close && evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0;
 	if (c->client_close && !more) {
 		eg_conn_close_after_flush(c);
 		return;
@@ -1089,8 +1141,8 @@ static int handle_response_head(struct eg_conn *c, struct evbuffer *in)
 		}
 		size_t hl = (size_t)end.pos + 4;
 		char *raw = (char *)evbuffer_pullup(in, (ssize_t)hl);
-		struct eg_http_head *r = &c->resp;
-		if (eg_http_parse_response(raw, hl, c->head.method.p, c->head.method.n, r) != EG_HTTP_OK) {
+		struct eg_http_head *r = &c->rs->resp;
+		if (eg_http_parse_response(raw, hl, c->rs->head.method.p, c->rs->head.method.n, r) != EG_HTTP_OK) {
 			char msg[128];
 			snprintf(msg, sizeof(msg), "malformed upstream response: %s", r->reason ? r->reason : "?");
 			eg_conn_send_error(c, 502, msg);
@@ -1110,7 +1162,7 @@ static int handle_response_head(struct eg_conn *c, struct evbuffer *in)
 		c->resp_remaining = r->content_length;
 		eg_chunked_init(&c->resp_chunk);
 		c->up_reusable = !r->conn_close && r->body != EG_BODY_UNTIL_CLOSE;
-		if (r->body == EG_BODY_UNTIL_CLOSE || (r->body == EG_BODY_CHUNKED && c->head.version_minor == 0))
+		if (r->body == EG_BODY_UNTIL_CLOSE || (r->body == EG_BODY_CHUNKED && c->rs->head.version_minor == 0))
 			c->client_close = 1;
 		write_response_head(c, r, raw);
 		c->response_started = 1;

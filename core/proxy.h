@@ -28,6 +28,18 @@ enum eg_conn_state {
 	EG_ST_CLOSING,     /* flushing a last response */
 };
 
+/* What a connection needs only while a request is on it: the parsed request and response heads
+ * (slices into headbuf and the upstream buffer) and the request path. ~10 KiB, so an idle
+ * keep-alive connection does not carry it: it is taken when request bytes arrive and given back
+ * when the connection waits for its next request (eg_req_state_get/put; a small free list on the
+ * server keeps this off malloc under load). */
+struct eg_req_state {
+	struct eg_http_head head;
+	struct eg_http_head resp;
+	char path_copy[2048];
+	struct eg_req_state *next_free;
+};
+
 struct eg_conn {
 	struct eg_server *srv;
 	enum eg_conn_state state;
@@ -45,10 +57,9 @@ struct eg_conn {
 	/* current request */
 	char *headbuf;             /* copy of the head; parsed slices point here */
 	size_t headcap, headlen, scan_from;
-	struct eg_http_head head;
+	struct eg_req_state *rs;   /* parsed heads, from the moment request bytes arrive (see below) */
 	struct eg_target target;
 	char method[24];
-	char path_copy[2048];
 	size_t path_len_noquery;
 	int is_connect;
 	int in_request;
@@ -71,7 +82,6 @@ struct eg_conn {
 	enum eg_body_kind req_body, resp_body;
 	uint64_t req_remaining, resp_remaining;
 	struct eg_chunked req_chunk, resp_chunk;
-	struct eg_http_head resp;
 	int resp_status;
 	unsigned req_done : 1, resp_head_done : 1, resp_done : 1, client_close : 1, response_started : 1;
 	unsigned cbev_eof : 1, ubev_eof : 1, lingering : 1;
@@ -91,6 +101,7 @@ struct eg_conn {
 void eg_bev_tune(struct bufferevent *bev);
 void eg_bev_flush_now(struct bufferevent *bev);
 void eg_conn_free(struct eg_conn *c);
+void eg_conn_put_req_state(struct eg_conn *c); /* the request heads are no longer needed */
 void eg_conn_send_error(struct eg_conn *c, int status, const char *reason);
 void eg_conn_close_after_flush(struct eg_conn *c);
 void eg_conn_log_access(struct eg_conn *c, int status);

@@ -456,6 +456,7 @@ void eg_server_free(struct eg_server *srv)
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
+	eg_proxy_free_pools(srv);
 	/* connections still open at exit are reclaimed by the OS; the policy goes with the process */
 	if (srv->base)
 		event_base_free(srv->base);

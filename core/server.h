@@ -57,9 +57,12 @@ struct eg_server {
 	int draining;
 	struct eg_metrics metrics;
 	struct eg_conn *idle_head; /* connections waiting for a request (closed on drain) */
+	struct eg_req_state *req_state_free; /* free list of per-request state (proxy.c) */
+	int req_state_nfree;
 };
 
 struct eg_conn;
+struct eg_req_state;
 
 /* Set up everything (listeners, admin, signals) around a loaded first generation. */
 int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *conf_dir, const char *lua_dir,
@@ -79,6 +82,7 @@ struct eg_policy *eg_server_policy(struct eg_server *srv);
 /* proxy.c: accept callback target and shutdown helpers. */
 void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, int salen);
 void eg_proxy_close_idle(struct eg_server *srv);
+void eg_proxy_free_pools(struct eg_server *srv);
 
 /* admin.c */
 int eg_admin_start(struct eg_server *srv, const char *addr);

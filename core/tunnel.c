@@ -159,6 +159,7 @@ static void tunnel_release_policy(struct eg_conn *c)
 		eg_policy_unref(c->pol);
 		c->pol = NULL;
 	}
+	eg_conn_put_req_state(c);
 }
 
 static int client_hello_decide(struct eg_conn *c, int final);
