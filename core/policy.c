@@ -14,9 +14,9 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
-#include <openssl/evp.h>
 
 #include "csr.h"
+#include "digest.h"
 #include "cmp_conf.h"
 #include "cmp_msg.h"
 #include "est_conf.h"
@@ -36,7 +36,7 @@
 /* Load-time context, reachable from the sandbox's require through the registry. */
 struct load_ctx {
 	struct eg_policy *p;
-	EVP_MD_CTX *sha;
+	struct eg_sha256 *sha;
 	struct eg_load_error *err;
 	char last_file[512];
 };
@@ -180,8 +180,8 @@ static int load_text_file(lua_State *L, struct load_ctx *lc, const char *path)
 		lua_pushfstring(L, "%s:0: cannot read: %s", path, why);
 		return LUA_ERRFILE;
 	}
-	EVP_DigestUpdate(lc->sha, path, strlen(path) + 1);
-	EVP_DigestUpdate(lc->sha, buf, len);
+	eg_sha256_update(lc->sha, path, strlen(path) + 1);
+	eg_sha256_update(lc->sha, buf, len);
 	char chunk[520];
 	snprintf(chunk, sizeof(chunk), "@%s", path);
 	snprintf(lc->last_file, sizeof(lc->last_file), "%s", path);
@@ -990,9 +990,9 @@ struct eg_policy *eg_policy_load(const char *conf_dir, const char *lua_dir, stru
 	snprintf(p->lua_dir, sizeof(p->lua_dir), "%s", lua_dir);
 	p->mem_limit = 64u << 20; /* until the settings say otherwise */
 	p->loaded_at = time(NULL);
-	lc.sha = EVP_MD_CTX_new();
-	if (!lc.sha || !EVP_DigestInit_ex(lc.sha, EVP_sha256(), NULL)) {
-		set_err(err, "load", "", 0, "sha256 unavailable");
+	lc.sha = eg_sha256_new();
+	if (!lc.sha) {
+		set_err(err, "load", "", 0, "out of memory");
 		goto fail;
 	}
 	p->L = lua_newstate(capped_alloc, p);
@@ -1021,17 +1021,12 @@ struct eg_policy *eg_policy_load(const char *conf_dir, const char *lua_dir, stru
 	lua_settop(L, 0);
 	p->stats = stats;
 	lua_gc(L, LUA_GCCOLLECT);
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-	EVP_DigestFinal_ex(lc.sha, md, &mdlen);
-	for (unsigned i = 0; i < mdlen; i++)
-		snprintf(p->sha256 + 2 * i, 3, "%02x", md[i]);
-	EVP_MD_CTX_free(lc.sha);
+	eg_sha256_final(lc.sha, p->sha256);
 	return p;
 fail:
 	if (!err->message[0])
 		set_err(err, "load", lc.last_file, 0, "unknown error");
-	EVP_MD_CTX_free(lc.sha);
+	eg_sha256_free(lc.sha);
 	eg_policy_unref(p);
 	return NULL;
 }

@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
+#include "digest.h"
 #include "http_parse.h"
 #include "policy.h"
 
@@ -976,9 +978,39 @@ static void test_ctx_header_returns_nil(void **state)
 	assert_string_equal(v.reason, "1");
 }
 
+/* The bundle digest (low-level SHA-256, digest.c) agrees with EVP's and with the FIPS 180 vector,
+ * fed in one piece or in uneven ones. */
+static void test_bundle_digest(void **state)
+{
+	(void)state;
+	char hex[65];
+	struct eg_sha256 *d = eg_sha256_new();
+	assert_non_null(d);
+	eg_sha256_update(d, "abc", 3);
+	eg_sha256_final(d, hex);
+	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+	static unsigned char buf[5000];
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 7 + 3);
+	unsigned char md[32];
+	unsigned int n = 0;
+	assert_int_equal(EVP_Digest(buf, sizeof(buf), md, &n, EVP_sha256(), NULL), 1);
+	char want[65];
+	for (int i = 0; i < 32; i++)
+		snprintf(want + 2 * i, 3, "%02x", md[i]);
+	d = eg_sha256_new();
+	for (size_t off = 0, step = 1; off < sizeof(buf); off += step, step = step * 3 + 1)
+		eg_sha256_update(d, buf + off, off + step <= sizeof(buf) ? step : sizeof(buf) - off);
+	eg_sha256_final(d, hex);
+	assert_string_equal(hex, want);
+	eg_sha256_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bundle_digest),
 		cmocka_unit_test_setup_teardown(test_good_policy_loads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refcount, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_error_line, setup, teardown),
