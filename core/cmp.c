@@ -213,18 +213,22 @@ static void upstream_reply_cb(const struct eg_upstream_reply *r, void *arg)
 	int code = evhttp_request_get_response_code(ureq);
 	struct evbuffer *in = evhttp_request_get_input_buffer(ureq);
 	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(ureq), "Content-Type");
-	/* what the CA said, for the audit record only: its answer goes back unchanged */
+	/* what the CA said, for the audit record only: its answer goes back unchanged. The body type
+	 * comes from the outer DER structure; only an error message is decoded, for its text. */
 	const char *answer = NULL;
 	char status[300] = "";
-	struct eg_cmp_msg *a = NULL;
-	char why[160];
 	size_t n = evbuffer_get_length(in);
-	if (code == 200 && n > 0 && eg_cmp_parse(evbuffer_pullup(in, -1), n, &a, why, sizeof(why)) == EG_CMP_OK) {
-		answer = eg_cmp_type_name(a->body_type);
-		if (eg_cmp_error_text(a, status, sizeof(status)) < 0)
+	const unsigned char *der = code == 200 && n > 0 ? evbuffer_pullup(in, -1) : NULL;
+	int type = der ? eg_cmp_peek_body_type(der, n) : -1;
+	if (type >= 0)
+		answer = eg_cmp_type_name(type);
+	if (type == EG_CMP_ERROR) {
+		struct eg_cmp_msg *a = NULL;
+		char why[160];
+		if (eg_cmp_parse(der, n, &a, why, sizeof(why)) != EG_CMP_OK || eg_cmp_error_text(a, status, sizeof(status)) < 0)
 			status[0] = '\0';
+		eg_cmp_msg_free(a);
 	}
-	eg_cmp_msg_free(a);
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(call->req);
 	evhttp_add_header(oh, "Content-Type", ctype ? ctype : "application/octet-stream");
 	evhttp_add_header(oh, "Cache-Control", "no-cache");

@@ -10,6 +10,7 @@
 #include "cmp_msg.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,27 @@ static const char *const type_names[EG_CMP_BODY_MAX + 1] = {
 const char *eg_cmp_type_name(int body_type)
 {
 	return body_type >= 0 && body_type <= EG_CMP_BODY_MAX ? type_names[body_type] : "unknown";
+}
+
+int eg_cmp_peek_body_type(const void *der, size_t len)
+{
+	const unsigned char *p = der, *end = p + len;
+	long n;
+	int tag, cls;
+	/* ASN1_get_object checks each length against what is left; 0x80 is its error bit */
+	if (len > LONG_MAX || (ASN1_get_object(&p, &n, &tag, &cls, (long)len) & 0x80) || tag != V_ASN1_SEQUENCE ||
+	    cls != V_ASN1_UNIVERSAL || p + n != end)
+		return -1;
+	const unsigned char *hdr = p;
+	if ((ASN1_get_object(&p, &n, &tag, &cls, end - p) & 0x80) || tag != V_ASN1_SEQUENCE || cls != V_ASN1_UNIVERSAL)
+		return -1;
+	p += n;
+	if (p <= hdr || p >= end)
+		return -1;
+	int ret = ASN1_get_object(&p, &n, &tag, &cls, end - p);
+	if ((ret & 0x80) || !(ret & V_ASN1_CONSTRUCTED) || cls != V_ASN1_CONTEXT_SPECIFIC || tag > EG_CMP_BODY_MAX)
+		return -1;
+	return tag;
 }
 
 int eg_cmp_type_by_name(const char *name)

@@ -70,6 +70,11 @@ struct eg_cmp_msg {
 enum eg_cmp_status eg_cmp_parse(const void *der, size_t len, struct eg_cmp_msg **out, char *why, size_t whylen);
 void eg_cmp_msg_free(struct eg_cmp_msg *m);
 
+/* The body type of a DER PKIMessage read from its outer structure only (SEQUENCE { header
+ * SEQUENCE, body [n] ... } filling exactly len bytes), without decoding it: n, or -1 when the
+ * bytes do not have that shape. For the audit record of a CA's answer, which is relayed as is. */
+int eg_cmp_peek_body_type(const void *der, size_t len);
+
 /* "ir", "cr", "p10cr", ... for a body type; "unknown" outside the range. */
 const char *eg_cmp_type_name(int body_type);
 

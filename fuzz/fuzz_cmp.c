@@ -2,7 +2,8 @@
  * PKIMessages with OpenSSL twice (OpenSSL's own type and our header/template views). A parsed
  * message must be self-consistent (bounded counts, NUL-terminated text), its signer lookup and
  * error-text reader must cope with it, and the error answer built for it must parse again as an
- * error message of the same transaction. Also built without libFuzzer by tests/unit. */
+ * error message of the same transaction; the shallow body-type read agrees with the full parse
+ * wherever that succeeds. Also built without libFuzzer by tests/unit. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,12 +26,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct eg_cmp_msg *m = NULL;
 	char why[160];
+	int peeked = eg_cmp_peek_body_type(data, size); /* the shallow read, of anything */
+	CHECK(peeked >= -1 && peeked <= EG_CMP_BODY_MAX);
 	enum eg_cmp_status st = eg_cmp_parse(data, size, &m, why, sizeof(why));
 	if (st != EG_CMP_OK) {
 		CHECK(m == NULL && memchr(why, 0, sizeof(why)) && why[0]);
 		return 0;
 	}
 	CHECK(m->body_type >= 0 && m->body_type <= EG_CMP_BODY_MAX);
+	CHECK(peeked == m->body_type); /* whatever parses, the shallow read agrees with */
 	CHECK(m->nrequests >= 0 && m->nrequests <= EG_CMP_MAX_REQUESTS);
 	CHECK(m->kid_len <= sizeof(m->kid));
 	CHECK(memchr(m->sender, 0, sizeof(m->sender)) && memchr(m->recipient, 0, sizeof(m->recipient)));

@@ -298,6 +298,39 @@ static void test_error_message(void **state)
 	free(req);
 }
 
+/* The shallow body-type read (audit of CA answers) agrees with the full parse on every vector and
+ * on the error messages we build, and refuses what is not shaped like a whole PKIMessage. */
+static void test_peek_body_type(void **state)
+{
+	(void)state;
+	static const char *files[] = { "ir-mac.der", "certconf-mac.der", "cr-sig.der", "p10cr-sig.der", "kur-sig.der",
+				       "rr-sig.der", "genm-mac.der", "pollreq-mac.der", "ir-none.der" };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		size_t len;
+		unsigned char *der = slurp(files[i], &len);
+		struct eg_cmp_msg *m = parse_vector(files[i]);
+		assert_int_equal(eg_cmp_peek_body_type(der, len), m->body_type);
+		for (size_t l = 0; l < len; l += 7)
+			assert_int_equal(eg_cmp_peek_body_type(der, l), -1); /* truncated */
+		unsigned char *more = malloc(len + 1);
+		memcpy(more, der, len);
+		more[len] = 0;
+		assert_int_equal(eg_cmp_peek_body_type(more, len + 1), -1); /* trailing byte */
+		free(more);
+		size_t elen;
+		unsigned char *e = eg_cmp_error_der(m, 2, "x", &elen);
+		assert_int_equal(eg_cmp_peek_body_type(e, elen), EG_CMP_ERROR);
+		OPENSSL_free(e);
+		eg_cmp_msg_free(m);
+		free(der);
+	}
+	assert_int_equal(eg_cmp_peek_body_type("hello", 5), -1);
+	assert_int_equal(eg_cmp_peek_body_type("\x30\x00", 2), -1);              /* no header */
+	assert_int_equal(eg_cmp_peek_body_type("\x30\x04\x30\x00\x04\x00", 6), -1); /* body not [n] */
+	assert_int_equal(eg_cmp_peek_body_type("\x30\x04\x30\x00\xb5\x00", 6), 21); /* [21] genm */
+	assert_int_equal(eg_cmp_peek_body_type("\x30\x04\x30\x00\xbf\x1f\x00", 7), -1);
+}
+
 static void test_hostile(void **state)
 {
 	(void)state;
@@ -343,6 +376,7 @@ int main(void)
 		cmocka_unit_test(test_mac),
 		cmocka_unit_test(test_signature),
 		cmocka_unit_test(test_error_message),
+		cmocka_unit_test(test_peek_body_type),
 		cmocka_unit_test(test_hostile),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
