@@ -55,17 +55,32 @@ return {
 EOF
 "$EG" check -c "$W/conf" >&2
 "$EG" run -c "$W/conf" --listen "127.0.0.1:$PROXY" --admin "127.0.0.1:$ADMIN" 2>"$W/eg.log" &
-PIDS+=($!)
+EGPID=$!
+PIDS+=($EGPID)
 for _ in $(seq 100); do [ -e "$W/ready" ] && curl -sf -o /dev/null "http://127.0.0.1:$ADMIN/healthz" && break; sleep 0.1; done
 
 load() { # name url
   $PY "$B/lib/est_load.py" --url "$2" --cacert "$W/ca.pem" --cert "$W/device.pem" --key "$W/device.key" \
     --password pw-d --csrs "$W/csrs" --name "$1" --threads "$THREADS" --seconds "$SECS"
 }
-log "warm-up"; SECONDS_PER_RUN=2 load warmup "https://localhost:$CA_PORT/.well-known/est" >/dev/null
+log "warm-up"; SECS=2 load warmup "https://localhost:$EST_PORT/.well-known/est" >/dev/null
 echo "# est bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, CSR mix RSA-2048/P-256/P-384/Ed25519; CA: tests/est/estca.py"
 log "direct"; load direct "https://localhost:$CA_PORT/.well-known/est" | tee "$W/direct.txt"
+cpu0=$(awk '{ print $14 + $15 }' "/proc/$EGPID/stat")
+if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then   # where enrollgate's CPU goes
+  perf record -e cpu-clock ${PERF_CG:--g} -p "$EGPID" -o "$W/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
+  PERF=$!
+fi
 log "through enrollgate"; load enrollgate "https://localhost:$EST_PORT/.well-known/est" | tee "$W/eg.txt"
+cpu1=$(awk '{ print $14 + $15 }' "/proc/$EGPID/stat")
+if [ -n "${PERF:-}" ]; then
+  wait "$PERF" || true
+  perf report -i "$W/perf.data" --no-children --sort dso -g none 2>/dev/null | grep '%' | head -n 8 | sed 's/^/# profile dso: /' || true
+  perf report -i "$W/perf.data" --no-children --sort sym -g none 2>/dev/null | grep '%' | head -n 25 | sed 's/^/# profile sym: /' || true
+  [ -n "${KEEP_PERF:-}" ] && cp "$W/perf.data" "$KEEP_PERF"
+fi
+awk -v c="$((cpu1 - cpu0))" -v hz="$(getconf CLK_TCK)" '$1 == "est.enrollgate.enroll_rps" { r = $2 }
+  END { printf "est.enrollgate.cpu_per_enroll %.0f us\n", r ? c / hz / (r * '"$SECS"') * 1e6 : 0 }' "$W/eg.txt"
 awk '{ v[$1] = $2 } END {
   printf "ratio.est.enrollgate_vs_direct.enroll_rps %.3f x\n", v["est.enrollgate.enroll_rps"] / v["est.direct.enroll_rps"]
   printf "est.added_p50 %.2f ms\n", v["est.enrollgate.p50"] - v["est.direct.p50"]

@@ -29,6 +29,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "certs_only.h"
 #include "csr.h"
 #include "est_auth.h"
 #include "est_conf.h"
@@ -125,7 +126,8 @@ static void count_result(struct eg_est *e, const char *label, const char *result
 }
 
 /* `outcome` must be a string literal: the metrics keep the pointer. */
-static void audit(struct est_call *call, int status, const char *outcome, const char *detail, X509 *issued)
+static void audit(struct est_call *call, int status, const char *outcome, const char *detail,
+		  const struct eg_certs_only *issued)
 {
 	struct eg_jbuf j;
 	count_result(call->est, call->label ? call->label->name : "(none)", outcome);
@@ -148,17 +150,8 @@ static void audit(struct est_call *call, int status, const char *outcome, const 
 	if (detail)
 		eg_jbuf_str(&j, "reason", detail);
 	if (issued) {
-		char subj[256], serial[80], na[64] = "";
-		eg_tls_describe_cert(issued, subj, sizeof(subj), serial, sizeof(serial));
-		BIO *b = BIO_new(BIO_s_mem());
-		if (b) {
-			ASN1_TIME_print(b, X509_get0_notAfter(issued));
-			int n = BIO_read(b, na, (int)sizeof(na) - 1);
-			na[n > 0 ? n : 0] = '\0';
-			BIO_free(b);
-		}
-		eg_jbuf_str(&j, "issued_serial", serial);
-		eg_jbuf_str(&j, "issued_not_after", na);
+		eg_jbuf_str(&j, "issued_serial", issued->serial);
+		eg_jbuf_str(&j, "issued_not_after", issued->not_after);
 	}
 	eg_jbuf_double(&j, "duration_ms", (mono() - call->t_start) * 1e3);
 	eg_jbuf_emit(&j);
@@ -288,20 +281,40 @@ static int cache_answer(struct est_call *call, double max_age, const char *outco
 
 /* ---- the upstream CA ---- */
 
-/* The certs-only PKCS#7 of an EST 200 answer (base64), or NULL if the body is not one with at
- * least one certificate. The caller frees it; pkcs7_cert() borrows from it. */
-static PKCS7 *pkcs7_of(struct evbuffer *body)
+/* The DER of an EST 200 answer (base64, with or without line breaks): malloc'ed, or NULL. */
+static unsigned char *answer_der(struct evbuffer *body, long *dl)
 {
 	size_t n = evbuffer_get_length(body);
 	if (n == 0 || n > EST_MAX_ANSWER)
 		return NULL;
 	const char *txt = (const char *)evbuffer_pullup(body, -1);
 	unsigned char *der = malloc(n);
-	if (!der)
-		return NULL;
-	long dl = eg_base64_decode_ws(txt, n, der, n);
+	if (der && (*dl = eg_base64_decode_ws(txt, n, der, n)) > 0)
+		return der;
+	free(der);
+	return NULL;
+}
+
+/* Whether an EST 200 answer is a certs-only PKCS#7 with at least one certificate; *desc names
+ * the first one. Shape only, no key decoding (core/certs_only.c): the relay's path. */
+static int answer_ok(struct evbuffer *body, struct eg_certs_only *desc)
+{
+	long dl = 0;
+	unsigned char *der = answer_der(body, &dl);
+	int ok = der && eg_certs_only_read(der, (size_t)dl, desc) == 0;
+	free(der);
+	return ok;
+}
+
+/* The certs-only PKCS#7 of an EST 200 answer decoded whole, or NULL if the body is not one with
+ * at least one certificate (test-upstream, which prints the chain). The caller frees it;
+ * pkcs7_cert() borrows from it. */
+static PKCS7 *pkcs7_of(struct evbuffer *body)
+{
+	long dl = 0;
+	unsigned char *der = answer_der(body, &dl);
 	const unsigned char *p = der;
-	PKCS7 *p7 = dl > 0 ? d2i_PKCS7(NULL, &p, dl) : NULL;
+	PKCS7 *p7 = der ? d2i_PKCS7(NULL, &p, dl) : NULL;
 	free(der);
 	if (p7 && (!PKCS7_type_is_signed(p7) || !p7->d.sign || !p7->d.sign->cert || sk_X509_num(p7->d.sign->cert) < 1)) {
 		PKCS7_free(p7);
@@ -347,12 +360,11 @@ static void upstream_reply_cb(const struct eg_upstream_reply *r, void *arg)
 	struct evkeyvalq *uh = evhttp_request_get_input_headers(ureq);
 	struct evkeyvalq *dh = evhttp_request_get_output_headers(call->req);
 	const char *ctype = evhttp_find_header(uh, "Content-Type");
-	PKCS7 *answer = NULL;
+	struct eg_certs_only issued;
 	int is_enroll = strcmp(call->op, "simpleenroll") == 0 || strcmp(call->op, "simplereenroll") == 0;
 	if (code == 200 && (is_enroll || strcmp(call->op, "cacerts") == 0)) {
 		/* an answer the device cannot use is not passed on as success */
-		answer = pkcs7_of(in);
-		if (!answer) {
+		if (!answer_ok(in, &issued)) {
 			call_fail(call, conf->err_bad_answer.status, "upstream-error", conf->err_bad_answer.text);
 			return;
 		}
@@ -369,8 +381,7 @@ static void upstream_reply_cb(const struct eg_upstream_reply *r, void *arg)
 	/* the CA's own answer, relayed as it is: success, 202 + Retry-After, or its refusal */
 	evhttp_send_reply(call->req, code, evhttp_request_get_response_code_line(ureq), in);
 	audit(call, code, code == 200 ? "issued" : code == 202 ? "pending" : code < 400 ? "relayed" : "refused-by-ca",
-	      NULL, is_enroll ? pkcs7_cert(answer, 0) : NULL);
-	PKCS7_free(answer);
+	      NULL, is_enroll && code == 200 ? &issued : NULL);
 	call_free(call);
 }
 

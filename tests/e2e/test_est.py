@@ -256,6 +256,7 @@ class EstTest(unittest.TestCase):
         for curve in ("brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1", "prime256v1", "secp256k1",
                       "secp384r1", "secp521r1"):
             keys[curve] = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:" + curve]
+        issued = {}
         for name, opts in keys.items():
             before = self.ca_count()
             status, head, out = self.curl(self.url("", "simpleenroll"), body=self.csr(name, *opts))
@@ -264,13 +265,16 @@ class EstTest(unittest.TestCase):
             r = run("openssl", "verify", "-CAfile", os.path.join(self.d, "ca.pem"), pem)
             self.assertEqual(r.returncode, 0, name + r.stdout + r.stderr)
             self.assertIn("%s.example.com" % name, run("openssl", "x509", "-in", pem, "-noout", "-subject").stdout)
+            issued[name] = run("openssl", "x509", "-in", pem, "-noout", "-serial", "-enddate").stdout
             reqs = self.ca.requests()
             self.assertEqual(len(reqs), before + 1)
             # the CA saw the appliance's identity, not the device's
             self.assertIn("enrollgate-appliance", reqs[-1]["client_cert_subject"])
         recs = self.audit(lambda r: r.get("result") == "issued" and "secp521r1" in r.get("csr_key", ""))
         self.assertTrue(recs, self.eg.log()[-2000:])
-        self.assertTrue(recs[-1]["issued_serial"])
+        # serial and notAfter of the certificate the device got, as openssl prints them
+        self.assertIn("serial=%s\n" % recs[-1]["issued_serial"], issued["secp521r1"])
+        self.assertIn("notAfter=%s\n" % recs[-1]["issued_not_after"], issued["secp521r1"])
         self.assertIn("device1.example.com", recs[-1]["device_cert"])
 
     def test_refused_keys_never_reach_the_ca(self):
