@@ -1,5 +1,5 @@
 /* certs_only.c: EST's certs-only PKCS#7 answers, read with OpenSSL's ASN.1 templates but with
- * each certificate's SubjectPublicKeyInfo kept as raw DER.
+ * each certificate's SubjectPublicKeyInfo read as algorithm + BIT STRING, never as a key.
  *
  * Why not d2i_PKCS7: it decodes every certificate as an X509, and OpenSSL 3.0 decodes each
  * public key through its decoder framework (OSSL_DECODER_CTX_new_for_pkey), which costs more than
@@ -17,6 +17,7 @@
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
+#include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 
 typedef struct {
@@ -29,7 +30,18 @@ ASN1_SEQUENCE(EG_VALIDITY) = {
 	ASN1_SIMPLE(EG_VALIDITY, not_after, ASN1_TIME),
 } static_ASN1_SEQUENCE_END(EG_VALIDITY)
 
-/* TBSCertificate (RFC 5280 section 4.1) with subjectPublicKeyInfo as an opaque SEQUENCE */
+/* SubjectPublicKeyInfo as a plain structure: X509_PUBKEY would decode the key */
+typedef struct {
+	X509_ALGOR *algorithm;
+	ASN1_BIT_STRING *key;
+} EG_SPKI;
+
+ASN1_SEQUENCE(EG_SPKI) = {
+	ASN1_SIMPLE(EG_SPKI, algorithm, X509_ALGOR),
+	ASN1_SIMPLE(EG_SPKI, key, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(EG_SPKI)
+
+/* TBSCertificate (RFC 5280 section 4.1) */
 typedef struct {
 	ASN1_INTEGER *version;
 	ASN1_INTEGER *serial;
@@ -37,7 +49,7 @@ typedef struct {
 	X509_NAME *issuer;
 	EG_VALIDITY *validity;
 	X509_NAME *subject;
-	ASN1_TYPE *spki;
+	EG_SPKI *spki;
 	ASN1_BIT_STRING *issuer_uid;
 	ASN1_BIT_STRING *subject_uid;
 	STACK_OF(X509_EXTENSION) *extensions;
@@ -50,7 +62,7 @@ ASN1_SEQUENCE(EG_TBS) = {
 	ASN1_SIMPLE(EG_TBS, issuer, X509_NAME),
 	ASN1_SIMPLE(EG_TBS, validity, EG_VALIDITY),
 	ASN1_SIMPLE(EG_TBS, subject, X509_NAME),
-	ASN1_SIMPLE(EG_TBS, spki, ASN1_ANY),
+	ASN1_SIMPLE(EG_TBS, spki, EG_SPKI),
 	ASN1_IMP_OPT(EG_TBS, issuer_uid, ASN1_BIT_STRING, 1),
 	ASN1_IMP_OPT(EG_TBS, subject_uid, ASN1_BIT_STRING, 2),
 	ASN1_EXP_SEQUENCE_OF_OPT(EG_TBS, extensions, X509_EXTENSION, 3),
@@ -70,23 +82,34 @@ ASN1_SEQUENCE(EG_CERT) = {
 
 DEFINE_STACK_OF(EG_CERT)
 
-/* SignedData (RFC 5652 section 5.1); what is not read here is kept as ANY */
+/* EncapsulatedContentInfo (empty in a certs-only answer) */
+typedef struct {
+	ASN1_OBJECT *type;
+	ASN1_TYPE *content;
+} EG_ENCAP;
+
+ASN1_SEQUENCE(EG_ENCAP) = {
+	ASN1_SIMPLE(EG_ENCAP, type, ASN1_OBJECT),
+	ASN1_EXP_OPT(EG_ENCAP, content, ASN1_ANY, 0),
+} static_ASN1_SEQUENCE_END(EG_ENCAP)
+
+/* SignedData (RFC 5652 section 5.1), with OpenSSL's own types where they decode no key */
 typedef struct {
 	ASN1_INTEGER *version;
 	STACK_OF(X509_ALGOR) *digest_algs;
-	ASN1_TYPE *content;
+	EG_ENCAP *content;
 	STACK_OF(EG_CERT) *certs;
-	STACK_OF(ASN1_TYPE) *crls;
-	STACK_OF(ASN1_TYPE) *signer_infos;
+	STACK_OF(X509_CRL) *crls;
+	STACK_OF(PKCS7_SIGNER_INFO) *signer_infos;
 } EG_SIGNED;
 
 ASN1_SEQUENCE(EG_SIGNED) = {
 	ASN1_SIMPLE(EG_SIGNED, version, ASN1_INTEGER),
 	ASN1_SET_OF(EG_SIGNED, digest_algs, X509_ALGOR),
-	ASN1_SIMPLE(EG_SIGNED, content, ASN1_ANY),
+	ASN1_SIMPLE(EG_SIGNED, content, EG_ENCAP),
 	ASN1_IMP_SET_OF_OPT(EG_SIGNED, certs, EG_CERT, 0),
-	ASN1_IMP_SET_OF_OPT(EG_SIGNED, crls, ASN1_ANY, 1),
-	ASN1_SET_OF(EG_SIGNED, signer_infos, ASN1_ANY),
+	ASN1_IMP_SET_OF_OPT(EG_SIGNED, crls, X509_CRL, 1),
+	ASN1_SET_OF(EG_SIGNED, signer_infos, PKCS7_SIGNER_INFO),
 } static_ASN1_SEQUENCE_END(EG_SIGNED)
 
 typedef struct {
@@ -137,9 +160,6 @@ int eg_certs_only_read(const unsigned char *der, size_t len, struct eg_certs_onl
 	int n = certs ? sk_EG_CERT_num(certs) : 0;
 	if (n < 1 || n > EG_CERTS_ONLY_MAX_CERTS)
 		goto done;
-	for (int i = 0; i < n; i++)
-		if (ASN1_TYPE_get(sk_EG_CERT_value(certs, i)->tbs->spki) != V_ASN1_SEQUENCE)
-			goto done;
 	out->ncerts = n;
 	rc = describe(sk_EG_CERT_value(certs, 0), out);
 done:
