@@ -27,7 +27,9 @@ M.request_types = { ir = true, cr = true, p10cr = true, kur = true }
 --                                  "*" applies to aliases without their own entry
 --   central_keygen = false         true lets a template without a public key through (the CA makes the key)
 --   kur_same_names = true          a kur must keep the subject and SANs of the certificate it renews
---                                  (the signer's certificate)
+--                                  (the signer's certificate): it must be signature-protected
+--                                  (RFC 9483 4.1.3), and an empty subject or no SANs in its
+--                                  template keep the old ones (RFC 4210 5.3.5)
 function M.policy(spec)
   spec = spec or {}
   local aliases = spec.aliases or { ["*"] = {} }
@@ -43,9 +45,12 @@ function M.policy(spec)
         why = est.check_key(csr.key, spec.keys)
       end
       why = why or est.check_extensions(csr, spec.extensions) or est.check_names(csr, rules)
-      if not why and ctx.op == "kur" and spec.kur_same_names ~= false and ctx.cmp.protection == "signature" then
-        -- an empty template subject means "keep the old one" (RFC 4210 5.3.5): only SANs then
-        if csr.subject_text ~= "" then why = est.same_names(csr, ctx.device and ctx.device.cert) end
+      if not why and ctx.op == "kur" and spec.kur_same_names ~= false then
+        if ctx.cmp.protection ~= "signature" then
+          why = "a kur must be signed with the certificate it renews (" .. tostring(ctx.cmp.protection) .. " protection)"
+        else
+          why = est.same_names(csr, ctx.device and ctx.device.cert, true)
+        end
       end
       if why then
         return deny(400, #ctx.cmp.requests > 1 and ("request " .. i .. ": " .. why) or why)

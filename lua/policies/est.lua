@@ -147,14 +147,17 @@ local function sorted_names(san)
 end
 
 --- simplereenroll (RFC 7030 §4.2.2): subject and SANs must be those of the certificate being
--- renewed. nil if they are, else the reason.
-function M.same_names(csr, cert)
+-- renewed. nil if they are, else the reason. omitted_keeps = true (a CMP kur template, RFC 4210
+-- 5.3.5): an empty subject, or no SANs at all, asks to keep the old ones and is not compared.
+function M.same_names(csr, cert, omitted_keeps)
   if not cert then return "re-enrollment needs the client certificate being renewed" end
-  if csr.subject_text ~= cert.subject_text then
+  local check_subject = not (omitted_keeps and (csr.subject_text or "") == "")
+  if check_subject and csr.subject_text ~= cert.subject_text then
     return "subject " .. tostring(csr.subject_text) .. " differs from the certificate being renewed (" ..
         tostring(cert.subject_text) .. ")"
   end
-  if sorted_names(csr.san) ~= sorted_names(cert.san) then
+  local sans = sorted_names(csr.san)
+  if not (omitted_keeps and sans == "") and sans ~= sorted_names(cert.san) then
     return "subjectAltNames differ from the certificate being renewed"
   end
   return nil

@@ -64,6 +64,15 @@ function TestCmpPolicy:test_kur_keeps_the_names_of_the_certificate_it_renews()
   lu.assertStrContains(on(ctx("kur", "x", { other }, { protection = "signature", device = { cert = old } })).reason,
                        "differs from the certificate being renewed")
   lu.assertNil(cmp.policy{ kur_same_names = false }(ctx("kur", "x", { other }, { protection = "signature", device = { cert = old } })))
+  -- an empty subject keeps the old one, but the SANs it names are still compared
+  local keep_subject_new_san = req{ san = { dns = { "b.example.com" } } }
+  lu.assertStrContains(on(ctx("kur", "x", { keep_subject_new_san }, { protection = "signature", device = { cert = old } })).reason,
+                       "subjectAltNames differ")
+  lu.assertNil(on(ctx("kur", "x", { req{} }, { protection = "signature", device = { cert = old } })))  -- keep both
+  lu.assertNil(on(ctx("kur", "x", { req{ san = { dns = { "A.example.com" } } } }, { protection = "signature", device = { cert = old } })))
+  -- with a MAC there is no certificate to compare with: refused unless kur_same_names = false
+  lu.assertStrContains(on(ctx("kur", "x", { other }, { protection = "mac" })).reason, "must be signed with the certificate")
+  lu.assertNil(cmp.policy{ kur_same_names = false }(ctx("kur", "x", { other }, { protection = "mac" })))
 end
 
 os.exit(lu.LuaUnit.run("-v"))
