@@ -281,14 +281,16 @@ static int rule_names_addr(const struct eg_rule *r, const struct sockaddr *sa)
 	return 0;
 }
 
-/* First rule (configuration order) among an entry's rules that allows the port. */
-static void consider(const struct eg_allowlist *al, const struct host_entry *e, uint16_t port, int *best, int *host_seen)
+/* First rule (configuration order) among an entry's rules that allows the port (*best), and the
+ * first that names the host at all (*named: the rule a port refusal is logged with). */
+static void consider(const struct eg_allowlist *al, const struct host_entry *e, uint16_t port, int *best, int *named)
 {
 	if (!e)
 		return;
-	*host_seen = 1;
 	for (int i = 0; i < e->nrules; i++) {
 		int idx = e->rules[i];
+		if (idx < *named)
+			*named = idx;
 		if (idx < *best && port_ok(&al->rules[idx], port))
 			*best = idx;
 	}
@@ -313,26 +315,28 @@ enum eg_allow_result eg_allowlist_match_name(const struct eg_allowlist *al, cons
 	*rule = NULL;
 	if (host_is_ip) {
 		struct sockaddr_storage ss;
-		int seen = 0;
+		const struct eg_rule *named = NULL;
 		if (literal_to_sockaddr(host, host_is_ip, &ss) < 0)
 			return EG_DENY_HOST;
 		for (int i = 0; i < al->nrules; i++) {
 			if (!rule_names_addr(&al->rules[i], (struct sockaddr *)&ss))
 				continue;
-			seen = 1;
 			if (port_ok(&al->rules[i], port)) {
 				*rule = &al->rules[i];
 				return EG_ALLOW_MATCH;
 			}
+			if (!named)
+				named = &al->rules[i];
 		}
-		return seen ? EG_DENY_PORT : EG_DENY_HOST;
+		*rule = named;
+		return named ? EG_DENY_PORT : EG_DENY_HOST;
 	}
-	int best = al->nrules, seen = 0;
+	int best = al->nrules, named = al->nrules;
 	size_t n = strlen(host);
-	consider(al, lookup(al, host, n, 0), port, &best, &seen);
+	consider(al, lookup(al, host, n, 0), port, &best, &named);
 	/* "*.example.com" matches every name strictly below example.com. */
 	for (const char *d = memchr(host, '.', n); d; d = memchr(d + 1, '.', n - (size_t)(d + 1 - host)))
-		consider(al, lookup(al, d + 1, n - (size_t)(d + 1 - host), 1), port, &best, &seen);
+		consider(al, lookup(al, d + 1, n - (size_t)(d + 1 - host), 1), port, &best, &named);
 	if (best < al->nrules) {
 		*rule = &al->rules[best];
 		return EG_ALLOW_MATCH;
@@ -342,7 +346,11 @@ enum eg_allow_result eg_allowlist_match_name(const struct eg_allowlist *al, cons
 			if (!al->rules[i].nhosts && port_ok(&al->rules[i], port))
 				return EG_ALLOW_DEFER;
 	}
-	return seen ? EG_DENY_PORT : EG_DENY_HOST;
+	if (named < al->nrules) {
+		*rule = &al->rules[named];
+		return EG_DENY_PORT;
+	}
+	return EG_DENY_HOST;
 }
 
 int eg_allowlist_check_addr(const struct eg_allowlist *al, const struct eg_rule *rule,

@@ -55,7 +55,8 @@ int eg_allowlist_end_rule(struct eg_allowlist *al, const char **err);
 int eg_allowlist_count(const struct eg_allowlist *al);
 
 /* Decide on a destination before resolution. host is normalised (http_parse). For IP
- * literals (host_is_ip 4/6) the CIDR lists decide right away. */
+ * literals (host_is_ip 4/6) the CIDR lists decide right away. *rule: the matching rule
+ * (EG_ALLOW_MATCH), the first rule naming the host (EG_DENY_PORT), else NULL. */
 enum eg_allow_result eg_allowlist_match_name(const struct eg_allowlist *al, const char *host, int host_is_ip,
 					     uint16_t port, const struct eg_rule **rule);
 

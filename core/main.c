@@ -227,6 +227,11 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		if (argc > 2) {
+			int help = strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0;
+			usage(help ? stdout : stderr, "version");
+			return help ? 0 : 2;
+		}
 		printf("enrollgate %s (libevent %s, %s)\n", EG_VERSION, event_get_version(), "Lua 5.4");
 		return 0;
 	}

@@ -1481,6 +1481,7 @@ void eg_policy_decide(struct eg_policy *p, const struct eg_request_info *ri, str
 		deny(v, 403, "allowlist", "destination %.100s is not in the allowlist", ri->host);
 		return;
 	case EG_DENY_PORT:
+		v->rule = rule; /* the rule that names the host, for the log */
 		deny(v, 403, "allowlist", "port %u is not allowed for %.100s", ri->port, ri->host);
 		return;
 	case EG_ALLOW_DEFER:

@@ -414,6 +414,16 @@ void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, i
 		while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
 			;
 		evutil_closesocket(fd);
+		/* one line per second at most: a flood of refusals must not become a flood of logs */
+		static double last_logged;
+		double now = now_ms();
+		if (now - last_logged >= 1000.0) {
+			eg_log(EG_LOG_WARN, "refused", "503 at accept: %s (%lld connections open, max_connections %d); "
+			       "%llu refused so far", srv->draining ? "draining" : "too many connections",
+			       (long long)srv->metrics.active_connections, s->max_connections,
+			       (unsigned long long)srv->metrics.connections_refused);
+			last_logged = now;
+		}
 		return;
 	}
 	struct eg_conn *c = calloc(1, sizeof(*c));

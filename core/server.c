@@ -315,7 +315,8 @@ static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 		event_base_loopexit(srv->base, NULL);
 		return;
 	}
-	struct timeval tv = { (time_t)srv->policy->settings.drain_timeout, 0 };
+	double secs = srv->policy->settings.drain_timeout;
+	struct timeval tv = { (time_t)secs, (suseconds_t)((secs - (double)(time_t)secs) * 1e6) };
 	srv->drain_timer = evtimer_new(srv->base, drain_timeout_cb, srv);
 	evtimer_add(srv->drain_timer, &tv);
 }

@@ -15,11 +15,19 @@ class CliTest(unittest.TestCase):
         p = run("version")
         self.assertEqual(p.returncode, 0)
         self.assertRegex(p.stdout, r"^enrollgate \d+\.\d+\.\d+")
-        for cmd in ("run", "check", "reload"):
+        for cmd in ("run", "check", "reload", "version", "hash-password"):
             p = run(cmd, "--help")
             self.assertEqual(p.returncode, 0)
             self.assertIn("enrollgate " + cmd, p.stdout)
+            self.assertNotRegex(p.stdout, r"^enrollgate \d")  # the help, not the version line
         self.assertEqual(run("bogus").returncode, 2)
+        self.assertEqual(run("version", "bogus").returncode, 2)
+
+    def test_check_without_c_uses_the_source_tree_conf(self):
+        # from the build tree, `check` without -c reads conf/ of the source tree (README)
+        p = run("check")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(os.path.join(EG_SRC, "conf"), p.stdout)
 
     def test_check_ok(self):
         p = run("check", "-c", os.path.join(EG_SRC, "conf"))

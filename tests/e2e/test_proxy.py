@@ -140,6 +140,10 @@ class ProxyTest(unittest.TestCase):
         out = raw(self.eg.port, b"CONNECT localhost:22 HTTP/1.1\r\nHost: localhost:22\r\n\r\n")
         self.assertEqual(status_of(out), 403)
         self.assertIn(b"port 22 is not allowed", out)
+        # the log names the rule that names the host but not the port
+        recs = self.access(lambda r: r.get("port") == 22 and r.get("method") == "CONNECT")
+        self.assertTrue(recs, self.eg.log()[-2000:])
+        self.assertEqual(recs[-1]["rule"], "local-origin")
 
     # --- policy decisions ---
 
@@ -298,6 +302,8 @@ class LimitsTest(unittest.TestCase):
             out = raw(eg.port, b"")  # the answer comes at accept, before any request
             self.assertEqual(status_of(out), 503)
             self.assertGreaterEqual(eg.metrics()["enrollgate_connections_refused_total"], 1)
+            self.assertTrue([r for r in eg.log_records() if r.get("event") == "refused"
+                             and "max_connections 2" in r.get("msg", "")], eg.log()[-500:])
             for s in held:
                 s.close()
         finally:

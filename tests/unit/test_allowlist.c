@@ -56,7 +56,7 @@ static void expect_name(const struct eg_allowlist *al, const char *host, int is_
 	enum eg_allow_result got = eg_allowlist_match_name(al, host, is_ip, port, &r);
 	if (got != want)
 		fail_msg("%s:%u: got %d, want %d", host, port, (int)got, (int)want);
-	if (want == EG_ALLOW_MATCH) {
+	if (want == EG_ALLOW_MATCH || want == EG_DENY_PORT) {  /* DENY_PORT: the rule naming the host */
 		assert_non_null(r);
 		if (strcmp(r->name, rule_name) != 0)
 			fail_msg("%s:%u: matched rule %s, want %s", host, port, r->name, rule_name);
@@ -125,12 +125,12 @@ static void test_ports(void **state)
 	expect_name(al, "sub.example.org", 0, 8000, EG_ALLOW_MATCH, "wild");
 	expect_name(al, "sub.example.org", 0, 8050, EG_ALLOW_MATCH, "wild");
 	expect_name(al, "sub.example.org", 0, 8100, EG_ALLOW_MATCH, "wild");
-	expect_name(al, "sub.example.org", 0, 7999, EG_DENY_PORT, NULL);
-	expect_name(al, "sub.example.org", 0, 8101, EG_DENY_PORT, NULL);
-	expect_name(al, "sub.example.org", 0, 80, EG_DENY_PORT, NULL);
-	expect_name(al, "example.com", 0, 80, EG_DENY_PORT, NULL);
-	expect_name(al, "example.com", 0, 442, EG_DENY_PORT, NULL);
-	expect_name(al, "example.com", 0, 444, EG_DENY_PORT, NULL);
+	expect_name(al, "sub.example.org", 0, 7999, EG_DENY_PORT, "wild");
+	expect_name(al, "sub.example.org", 0, 8101, EG_DENY_PORT, "wild");
+	expect_name(al, "sub.example.org", 0, 80, EG_DENY_PORT, "wild");
+	expect_name(al, "example.com", 0, 80, EG_DENY_PORT, "exact");
+	expect_name(al, "example.com", 0, 442, EG_DENY_PORT, "exact");
+	expect_name(al, "example.com", 0, 444, EG_DENY_PORT, "exact");
 	/* DENY_PORT only when the host is named; otherwise DENY_HOST whatever the port */
 	expect_name(al, "unknown.example", 0, 80, EG_DENY_HOST, NULL);
 	expect_name(al, "unknown.example", 0, 443, EG_DENY_HOST, NULL);
@@ -175,7 +175,7 @@ static void test_first_rule_wins(void **state)
 	expect_name(al, "api.example.net", 0, 443, EG_ALLOW_MATCH, "broad");
 	/* the first rule that allows the port */
 	expect_name(al, "api.example.net", 0, 8443, EG_ALLOW_MATCH, "narrow");
-	expect_name(al, "www.example.net", 0, 8443, EG_DENY_PORT, NULL);
+	expect_name(al, "www.example.net", 0, 8443, EG_DENY_PORT, "broad");
 	eg_allowlist_free(al);
 
 	static const struct rule_spec r2[] = {
@@ -245,14 +245,14 @@ static void test_ip_literals(void **state)
 	struct eg_allowlist *al = build(rules, 2);
 	/* host literal */
 	expect_name(al, "192.0.2.10", 4, 443, EG_ALLOW_MATCH, "lit");
-	expect_name(al, "192.0.2.10", 4, 80, EG_DENY_PORT, NULL);
+	expect_name(al, "192.0.2.10", 4, 80, EG_DENY_PORT, "lit");
 	expect_name(al, "192.0.2.11", 4, 443, EG_DENY_HOST, NULL);
 	expect_name(al, "2001:db8::10", 6, 443, EG_ALLOW_MATCH, "lit");
 	/* via cidrs */
 	expect_name(al, "198.51.100.7", 4, 8443, EG_ALLOW_MATCH, "net");
 	expect_name(al, "198.51.100.255", 4, 8443, EG_ALLOW_MATCH, "net");
 	expect_name(al, "198.51.101.1", 4, 8443, EG_DENY_HOST, NULL);
-	expect_name(al, "198.51.100.7", 4, 443, EG_DENY_PORT, NULL);
+	expect_name(al, "198.51.100.7", 4, 443, EG_DENY_PORT, "net");
 	expect_name(al, "2001:db8:1:ffff::1", 6, 8443, EG_ALLOW_MATCH, "net");
 	expect_name(al, "2001:db8:2::1", 6, 8443, EG_DENY_HOST, NULL);
 	/* a v4-mapped literal is the IPv4 address */
@@ -514,7 +514,7 @@ static void test_many_hosts(void **state)
 	expect_name(al, "d1.example", 0, 443, EG_DENY_HOST, NULL);
 	expect_name(al, "h1.example", 0, 443, EG_DENY_HOST, NULL);
 	expect_name(al, "h0.example", 0, 80, EG_ALLOW_MATCH, "second");
-	expect_name(al, "h2.example", 0, 80, EG_DENY_PORT, NULL);
+	expect_name(al, "h2.example", 0, 80, EG_DENY_PORT, "big");
 	eg_allowlist_free(al);
 	eg_allowlist_free(NULL);
 }
