@@ -1,4 +1,5 @@
 """End-to-end tests of the forward proxy: real daemon, real curl/openssl, origins on 127.0.0.1."""
+import calendar
 import json
 import os
 import socket
@@ -223,6 +224,17 @@ class ProxyTest(unittest.TestCase):
         self.assertEqual(st["pid"], self.eg.proc.pid)
         self.assertEqual(st["last_reload"], "ok")
         self.assertEqual(len(st["bundle_sha256"]), 64)
+        loaded = calendar.timegm(time.strptime(st["loaded_at"], "%Y-%m-%dT%H:%M:%SZ"))  # ISO 8601, UTC
+        self.assertLessEqual(abs(time.time() - loaded), 600)
+        self.assertEqual(m["enrollgate_policy_generation"], st["generation"])
+        self.assertEqual(m['enrollgate_reloads_total{result="ok"}'], 0)
+        # one connection held open: the gauge sees it
+        s = socket.create_connection(("127.0.0.1", self.eg.port))
+        try:
+            time.sleep(0.2)
+            self.assertGreaterEqual(self.eg.metrics()["enrollgate_active_connections"], 1)
+        finally:
+            s.close()
 
 
 class AddressPolicyTest(unittest.TestCase):

@@ -14,7 +14,7 @@ POLICY = """return {
   api_version = 1,
   allowlist = { { name = "local-origin", hosts = { "localhost" }, cidrs = { "127.0.0.0/8" }, ports = { "1024-65535" } } },
   on_request = function(ctx)
-    if ctx.path:find("^/flip") then return %s end
+    if ctx.path:find("^/flip") or ctx.path:find("^/slow") then return %s end
     if ctx.path:find("^/loop") then while true do end end
     if ctx.path:find("^/pcall%%-loop") then while true do pcall(function() while true do end end) end end
     if ctx.path:find("^/hog") then local t = {} while true do t[#t + 1] = string.rep("x", 65536) .. #t end end
@@ -128,15 +128,20 @@ class ReloadTest(unittest.TestCase):
         self.assertIn(b" 200 ", tunnel.recv(4096))
         stop = threading.Event()
         failures, done = [], [0]
+        seen = {"allow": 0, "deny": 0}
 
         def load():
-            s = None
+            # /small is allowed by both policies; /flip by ALLOW only (403 "flipped", which closes
+            # the connection): every answer must be one of these, whole, whatever the reload.
+            s, i = None, 0
             while not stop.is_set():
+                path = "/flip" if i % 2 else "/small"
+                i += 1
                 try:
                     if s is None:
                         s = socket.create_connection(("127.0.0.1", self.eg.port), timeout=5)
                         f = s.makefile("rb")
-                    s.sendall(b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % self.url("/small").encode())
+                    s.sendall(b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % self.url(path).encode())
                     line = f.readline()
                     length = 0
                     while True:
@@ -146,13 +151,21 @@ class ReloadTest(unittest.TestCase):
                         if h.lower().startswith(b"content-length:"):
                             length = int(h.split(b":")[1])
                     body = f.read(length)
-                    if b" 200 " not in line or body != b"x" * 100:
-                        failures.append(line)
+                    if path == "/small" and b" 200 " in line and body == b"x" * 100:
+                        pass
+                    elif path == "/flip" and b" 200 " in line and body == b"path=/flip":
+                        seen["allow"] += 1
+                    elif path == "/flip" and b" 403 " in line and b"flipped" in body:
+                        seen["deny"] += 1
+                        s.close()  # an error answer ends the connection
+                        s = None
+                    else:
+                        failures.append((path, line, body[:80]))
                         s.close()
                         s = None
                     done[0] += 1
                 except OSError as e:
-                    failures.append(repr(e))
+                    failures.append((path, repr(e)))
                     s = None
             if s:
                 s.close()
@@ -174,6 +187,8 @@ class ReloadTest(unittest.TestCase):
             w.join()
         self.assertEqual(failures, [])
         self.assertGreater(done[0], 100)
+        self.assertGreater(seen["allow"], 0, "the load never saw the ALLOW policy")
+        self.assertGreater(seen["deny"], 0, "the load never saw the DENY policy")
         self.assertGreaterEqual(self.eg.status()["generation"], gen0 + 30)
         # the old tunnel still carries a request
         tunnel.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -185,6 +200,24 @@ class ReloadTest(unittest.TestCase):
             got += chunk
         tunnel.close()
         self.assertIn(b"x" * 100, got)
+
+
+    def test_request_in_flight_keeps_its_generation(self):
+        # decided under ALLOW, still waiting for the origin while DENY goes live: it is answered
+        # as it started, and logged with its own generation
+        gen = self.eg.status()["generation"]
+        res = []
+        t = threading.Thread(target=lambda: res.append(proxy_get(self.eg.port, self.url("/slow"), timeout=10)))
+        t.start()
+        time.sleep(0.1)
+        self.eg.write_policy(DENY)
+        self.assertEqual(self.eg.reload()[0], 200)
+        self.assertEqual(self.eg.status()["generation"], gen + 1)
+        t.join()
+        self.assertEqual(res[0][0], 200)
+        self.assertEqual(proxy_get(self.eg.port, self.url("/slow"))[0], 403)  # the next one: the new policy
+        recs = [r for r in self.eg.log_records() if r.get("event") == "access" and "/slow" in r.get("target", "")]
+        self.assertEqual([(r["status"], r["gen"]) for r in recs[-2:]], [(200, gen), (403, gen + 1)])
 
 
 class DrainTest(unittest.TestCase):
