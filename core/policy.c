@@ -840,7 +840,10 @@ static int load_routes(lua_State *L, int pt, struct load_ctx *lc, const char *fi
 				"protocol '%s' does not declare api_version = %d", r->protocol, EG_POLICY_API_VERSION);
 			return -1;
 		}
-		lua_pop(L, 2);
+		lua_getfield(L, -2, "served_by");
+		if (lua_type(L, -1) == LUA_TSTRING)
+			snprintf(r->served_by, sizeof(r->served_by), "%s", lua_tostring(L, -1));
+		lua_pop(L, 3);
 		lc->p->nroutes++;
 	}
 	lua_pop(L, 1);

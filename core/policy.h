@@ -33,6 +33,7 @@ struct eg_load_error {
 struct eg_route {
 	char prefix[128];
 	char protocol[32];
+	char served_by[96];  /* the module's served_by: the listener that serves it; "" = no handler */
 };
 
 /* Counters a hook run feeds; the server folds them into metrics. */

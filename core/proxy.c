@@ -282,6 +282,7 @@ static const char *status_text(int status)
 	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
 	case 414: return "URI Too Long";
+	case 421: return "Misdirected Request";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
@@ -687,9 +688,15 @@ static void process_head(struct eg_conn *c)
 		const struct eg_route *rt = c->target.form == EG_TARGET_ORIGIN ?
 			eg_policy_route(p, c->target.path.p, c->target.path.n) : NULL;
 		c->target.host[0] = '\0';
-		if (rt) {
+		if (rt && rt->served_by[0]) {
+			/* EST and CMP have listeners of their own: say which, rather than pretend */
+			char msg[200];
+			snprintf(msg, sizeof(msg), "protocol '%s' is served by %s, not on the proxy port", rt->protocol,
+				 rt->served_by);
+			eg_conn_send_error(c, 421, msg);
+		} else if (rt) {
 			char msg[128];
-			snprintf(msg, sizeof(msg), "protocol '%s' is not available in this build", rt->protocol);
+			snprintf(msg, sizeof(msg), "protocol '%s' has no handler in this version", rt->protocol);
 			eg_conn_send_error(c, 501, msg);
 		} else {
 			eg_conn_send_error(c, 404, "no such endpoint: this is a forward proxy (use an absolute URI or CONNECT)");

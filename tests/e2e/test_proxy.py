@@ -237,6 +237,28 @@ class ProxyTest(unittest.TestCase):
             s.close()
 
 
+class ProtocolRouteTest(unittest.TestCase):
+    """Origin-form requests routed to protocol modules: EST and CMP name their own listeners (421),
+    a protocol without a handler is 501, a path without a route 404."""
+
+    def test_routed_paths(self):
+        eg = Daemon(policy="""local R = require("protocols.registry")
+return { api_version = 1,
+  allowlist = { { name = "x", hosts = { "example.com" }, ports = { 443 } } },
+  routes = R.routes{ est = true, cmp = { "/ejbca/publicweb/cmp/" }, scep = true } }""")
+        eg.start()
+        try:
+            for path, code, text in (("/.well-known/est/cacerts", 421, b"served by the EST listener (est.lua"),
+                                     ("/ejbca/publicweb/cmp/alias", 421, b"served by the CMP listener (cmp.lua)"),
+                                     ("/cgi-bin/pkiclient.exe?operation=GetCACaps", 501, b"'scep' has no handler"),
+                                     ("/elsewhere", 404, b"no such endpoint")):
+                out = raw(eg.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+                self.assertEqual(status_of(out), code, out[:200])
+                self.assertIn(text, out)
+        finally:
+            eg.stop()
+
+
 class AddressPolicyTest(unittest.TestCase):
     """A host rule that does not name loopback: the resolved address is refused (SSRF / rebinding)."""
 

@@ -481,7 +481,8 @@ static void test_require(void **state)
 		"return {\n"
 		"  api_version = 1,\n"
 		"  allowlist = { { name = 'ex', hosts = { 'example.com' }, ports = { m.port, 80 } } },\n"
-		"  routes = { { prefix = '/fwd/', protocol = 'forward' } },\n"
+		"  routes = { { prefix = '/fwd/', protocol = 'forward' },\n"
+		"             table.unpack(R.routes{ est = true, cmp = { '/ejbca/publicweb/cmp/' }, scep = true, acme = true }) },\n"
 		"  on_request = function(ctx)\n"
 		"    if ctx.path == '/late' then require 'mymod2' end\n"
 		"    if ctx.path == '/cached' then return deny(450, tostring(require('mymod').port)) end\n"
@@ -491,6 +492,18 @@ static void test_require(void **state)
 	assert_non_null(eg_policy_route(p, "/fwd/x", 6));
 	assert_string_equal(eg_policy_route(p, "/fwd/x", 6)->protocol, "forward");
 	assert_null(eg_policy_route(p, "/fw", 3));
+	/* every enrollment protocol has a module: EST and CMP name the listener that serves them */
+	const struct eg_route *rt = eg_policy_route(p, "/.well-known/est/cacerts", 24);
+	assert_non_null(rt);
+	assert_string_equal(rt->protocol, "est");
+	assert_non_null(strstr(rt->served_by, "est.lua"));
+	rt = eg_policy_route(p, "/ejbca/publicweb/cmp/x", 22);
+	assert_non_null(rt);
+	assert_non_null(strstr(rt->served_by, "cmp.lua"));
+	rt = eg_policy_route(p, "/cgi-bin/pkiclient.exe", 22);
+	assert_non_null(rt);
+	assert_string_equal(rt->protocol, "scep");
+	assert_string_equal(rt->served_by, "");
 	/* at hook time, require only gives what was loaded */
 	expect_hook_error(p, "/late", "only be loaded when the policy loads");
 	struct eg_verdict v;
