@@ -27,6 +27,15 @@ end
 function TestRegistry:test_protocol_modules_declare_api()
   local fwd = require("protocols.forward")
   lu.assertEquals(fwd.api_version, 1)
+  -- every protocol the registry knows has a module; EST and CMP name the listener serving them
+  for name in pairs(R.well_known) do
+    local m = require("protocols." .. name)
+    lu.assertEquals(m.api_version, 1, name)
+    lu.assertEquals(m.name, name)
+  end
+  lu.assertStrContains(require("protocols.est").served_by, "est.lua")
+  lu.assertStrContains(require("protocols.cmp").served_by, "cmp.lua")
+  lu.assertNil(require("protocols.scep").served_by)
 end
 
 os.exit(lu.LuaUnit.run("-v"))
