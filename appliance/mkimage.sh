@@ -86,7 +86,7 @@ for a in $("$R/bin/busybox" --list-full); do
 done
 
 # enrollgate as `cmake --install` laid it out: /usr/sbin/enrollgate, /usr/share/enrollgate/lua,
-# /etc/enrollgate/{enrollgate.lua,policy.lua,est.lua.example}
+# /etc/enrollgate/{enrollgate.lua,policy.lua,est.lua.example,cmp.lua.example}
 cp -a "$EG/." "$R/"
 # runit's supervisor and log writer (Debian's runit package; busybox-static has neither)
 for b in $RUNIT_BINS; do install -m 0755 "$RUNIT/$b" "$R/usr/bin/$b"; done

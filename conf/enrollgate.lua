@@ -19,6 +19,9 @@ return {
     response_timeout    = 60,         -- seconds to wait for the upstream response head: 504
     drain_timeout       = 10,         -- seconds SIGTERM waits for requests in flight
   },
+  dns = {
+    resolv_conf = "/etc/resolv.conf", -- name servers and search list; read again at every reload
+  },
   relay = {
     splice = true,                    -- running CONNECT tunnels move bytes with splice(2), kernel to kernel
   },

@@ -519,6 +519,7 @@ void eg_settings_defaults(struct eg_settings *s)
 	s->response_timeout = 60;
 	s->drain_timeout = 10;
 	s->tunnel_splice = 1;
+	snprintf(s->resolv_conf, sizeof(s->resolv_conf), "/etc/resolv.conf");
 	s->hook_instructions = 1000000;
 	s->hook_time_ms = 100;
 	s->lua_memory = 32u << 20;
@@ -585,7 +586,7 @@ static int load_settings(lua_State *L, struct load_ctx *lc)
 	if (run_file(L, lc, file, "settings") < 0)
 		return -1;
 	int t = lua_gettop(L);
-	static const char *const top[] = { "listen", "admin", "log", "limits", "relay", "lua", NULL };
+	static const char *const top[] = { "listen", "admin", "log", "limits", "dns", "relay", "lua", NULL };
 	if (check_keys(L, t, top, "settings", lc, file, "settings") < 0)
 		return -1;
 
@@ -648,6 +649,32 @@ static int load_settings(lua_State *L, struct load_ctx *lc)
 		if (get_num(L, lt, "limits", "connect_timeout", 0.1, 300, &s->connect_timeout, lc, file) < 0) return -1;
 		if (get_num(L, lt, "limits", "response_timeout", 0.1, 3600, &s->response_timeout, lc, file) < 0) return -1;
 		if (get_num(L, lt, "limits", "drain_timeout", 0, 3600, &s->drain_timeout, lc, file) < 0) return -1;
+	}
+	lua_pop(L, 1);
+
+	lua_getfield(L, t, "dns");
+	if (lua_istable(L, -1)) {
+		int lt = lua_gettop(L);
+		static const char *const known[] = { "resolv_conf", NULL };
+		if (check_keys(L, lt, known, "dns", lc, file, "settings") < 0)
+			return -1;
+		lua_getfield(L, lt, "resolv_conf");
+		if (lua_type(L, -1) == LUA_TSTRING) {
+			const char *path = lua_tostring(L, -1);
+			if (path[0] != '/' || strlen(path) >= sizeof(s->resolv_conf)) {
+				set_err(lc->err, "settings", file, eg_find_line(file, "resolv_conf"),
+					"dns.resolv_conf: expected an absolute path");
+				return -1;
+			}
+			snprintf(s->resolv_conf, sizeof(s->resolv_conf), "%s", path);
+		} else if (!lua_isnil(L, -1)) {
+			set_err(lc->err, "settings", file, eg_find_line(file, "resolv_conf"), "dns.resolv_conf: expected a path");
+			return -1;
+		}
+		lua_pop(L, 1);
+	} else if (!lua_isnil(L, -1)) {
+		set_err(lc->err, "settings", file, eg_find_line(file, "dns"), "dns: expected a table");
+		return -1;
 	}
 	lua_pop(L, 1);
 

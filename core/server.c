@@ -194,6 +194,31 @@ static void log_load_error(const struct eg_load_error *e, const char *event)
 	eg_log_flush();
 }
 
+/* Name servers, search list and /etc/hosts from the generation's dns.resolv_conf, at start-up and
+ * again at every reload: a DHCP lease that brings other DNS servers is a reload (SIGHUP), never a
+ * restart that would drop tunnels. Lookups in flight during a reload are sent again to the new
+ * servers. Without a usable file libevent asks 127.0.0.1, and names in /etc/hosts still resolve. */
+static void dns_configure(struct eg_server *srv, const struct eg_settings *s, int again)
+{
+	if (again) {
+		evdns_base_clear_nameservers_and_suspend(srv->dns);
+		evdns_base_clear_host_addresses(srv->dns);
+	}
+	int rc = evdns_base_resolv_conf_parse(srv->dns, DNS_OPTIONS_ALL, s->resolv_conf);
+	if (rc != 0)
+		eg_log(EG_LOG_WARN, "dns", "%s: %s; asking 127.0.0.1, and /etc/hosts", s->resolv_conf,
+		       rc == 1 || rc == 2 ? "cannot read it" : rc == 6 ? "no nameserver in it" : "not usable");
+	char tmo[32];
+	snprintf(tmo, sizeof(tmo), "%g", s->dns_timeout / 2 > 0.5 ? s->dns_timeout / 2 : 0.5);
+	evdns_base_set_option(srv->dns, "timeout:", tmo);
+	evdns_base_set_option(srv->dns, "attempts:", "2");
+	if (again) {
+		evdns_base_resume(srv->dns);
+		eg_log(EG_LOG_INFO, "dns", "%d name server(s) from %s", evdns_base_count_nameservers(srv->dns),
+		       s->resolv_conf);
+	}
+}
+
 static void publish(struct eg_server *srv, struct eg_policy *p)
 {
 	struct eg_policy *old = srv->policy;
@@ -201,6 +226,8 @@ static void publish(struct eg_server *srv, struct eg_policy *p)
 	srv->policy = p;
 	eg_log_set_level(p->settings.log_level);
 	raise_fd_limit(p->settings.max_connections);
+	if (srv->dns) /* at start-up, eg_server_init configures it */
+		dns_configure(srv, &p->settings, 1);
 	if (old) {
 		if (strcmp(old->settings.admin, p->settings.admin) != 0 || old->settings.nlisten != p->settings.nlisten)
 			eg_log(EG_LOG_WARN, "reload", "listener changes take effect at the next restart");
@@ -362,19 +389,10 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 	if (admin_override)
 		snprintf(srv->boot.admin, sizeof(srv->boot.admin), "%s", admin_override);
 
-	srv->dns = evdns_base_new(srv->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (!srv->dns) {
-		/* no usable resolv.conf: names still resolve from /etc/hosts */
-		srv->dns = evdns_base_new(srv->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (srv->dns)
-			evdns_base_load_hosts(srv->dns, NULL);
-	}
+	srv->dns = evdns_base_new(srv->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (!srv->dns)
 		return -1;
-	char tmo[32];
-	snprintf(tmo, sizeof(tmo), "%g", first->settings.dns_timeout / 2 > 0.5 ? first->settings.dns_timeout / 2 : 0.5);
-	evdns_base_set_option(srv->dns, "timeout:", tmo);
-	evdns_base_set_option(srv->dns, "attempts:", "2");
+	dns_configure(srv, &first->settings, 0);
 
 	for (int i = 0; i < srv->boot.nlisten; i++) {
 		struct sockaddr_storage ss;

@@ -26,6 +26,7 @@ struct eg_settings {
 	double drain_timeout;
 
 	int tunnel_splice;          /* running tunnels relay with splice(2) */
+	char resolv_conf[256];      /* name servers (and search list) for the proxy's lookups */
 
 	long hook_instructions;
 	long hook_time_ms;

@@ -142,6 +142,46 @@ class Origin:
         self.httpd.server_close()
 
 
+class DnsServer:
+    """A DNS responder on 127.0.0.1:<port> (UDP) answering A queries for the given names with
+    127.0.0.1 and everything else with NXDOMAIN; counts the queries it saw."""
+
+    def __init__(self, names):
+        self.names = {n.lower().rstrip(".") for n in names}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                q, peer = self.sock.recvfrom(2048)
+            except OSError:
+                return
+            if len(q) < 12:
+                continue
+            self.queries += 1
+            i, labels = 12, []
+            while i < len(q) and q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
+                i += 1 + q[i]
+            qtype = q[i + 1:i + 3]
+            question = q[12:i + 5]
+            name = ".".join(labels).lower()
+            known = name in self.names
+            answer = b""
+            if known and qtype == b"\x00\x01":
+                answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04" + socket.inet_aton("127.0.0.1")
+            flags = b"\x81\x80" if known else b"\x81\x83"
+            head = q[:2] + flags + b"\x00\x01" + (b"\x00\x01" if answer else b"\x00\x00") + b"\x00\x00\x00\x00"
+            self.sock.sendto(head + question + answer, peer)
+
+    def stop(self):
+        self.sock.close()
+
+
 def make_tls_cert(d):
     """Self-signed P-256 certificate for localhost/origin.test/127.0.0.1."""
     cert, key = os.path.join(d, "origin.crt"), os.path.join(d, "origin.key")

@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from harness import EG_BIN, Daemon, Origin, proxy_get, raw, status_of
+from harness import EG_BIN, Daemon, DnsServer, Origin, free_port, proxy_get, raw, status_of
 
 POLICY = """return {
   api_version = 1,
@@ -218,6 +218,54 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(proxy_get(self.eg.port, self.url("/slow"))[0], 403)  # the next one: the new policy
         recs = [r for r in self.eg.log_records() if r.get("event") == "access" and "/slow" in r.get("target", "")]
         self.assertEqual([(r["status"], r["gen"]) for r in recs[-2:]], [(200, gen), (403, gen + 1)])
+
+
+class DnsReloadTest(unittest.TestCase):
+    """Name servers come from dns.resolv_conf and are read again on every reload: new DNS servers
+    (a DHCP lease) take effect with SIGHUP, same process, no restart."""
+
+    def test_new_name_servers_on_sighup(self):
+        origin, dns = Origin(), DnsServer(["dnstest.example"])
+        eg = Daemon(policy="""return { api_version = 1, allowlist = {
+          { name = "dns-test", hosts = { "dnstest.example" }, cidrs = { "127.0.0.0/8" }, ports = { "1024-65535" } } } }""")
+        resolv = os.path.join(eg.dir, "resolv.conf")
+        with open(resolv, "w") as f:
+            f.write("nameserver 127.0.0.1:%d\n" % free_port())  # nobody answers there
+        with open(os.path.join(eg.conf, "enrollgate.lua"), "w") as f:
+            f.write('return { log = { level = "info" }, limits = { dns_timeout = 1 }, dns = { resolv_conf = "%s" } }' % resolv)
+        eg.start()
+        try:
+            url = "http://dnstest.example:%d/small" % origin.port
+            code, body = proxy_get(eg.port, url, timeout=10)
+            self.assertIn(code, (502, 504), body)
+            self.assertEqual(dns.queries, 0)
+            with open(resolv, "w") as f:
+                f.write("nameserver 127.0.0.1:%d\n" % dns.port)
+            gen = eg.status()["generation"]
+            os.kill(eg.proc.pid, signal.SIGHUP)
+            deadline = time.time() + 10
+            while eg.status()["generation"] == gen and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(eg.status()["pid"], eg.proc.pid)
+            code, body = proxy_get(eg.port, url, timeout=10)
+            self.assertEqual(code, 200, body)
+            self.assertGreater(dns.queries, 0)
+            self.assertIn("1 name server(s) from " + resolv, eg.log())
+        finally:
+            eg.stop()
+            dns.stop()
+            origin.stop()
+
+    def test_bad_resolv_conf_setting_is_a_check_error(self):
+        eg = Daemon()
+        with open(os.path.join(eg.conf, "enrollgate.lua"), "w") as f:
+            f.write('return {\n  dns = { resolv_conf = "relative/path" },\n}\n')
+        try:
+            p = subprocess.run([EG_BIN, "check", "-c", eg.conf], capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("enrollgate.lua:2: dns.resolv_conf: expected an absolute path", p.stdout + p.stderr)
+        finally:
+            eg.stop()
 
 
 class DrainTest(unittest.TestCase):
