@@ -407,16 +407,6 @@ static void relay(struct est_call *call)
 
 /* ---- device requests ---- */
 
-static int op_known(const char *op)
-{
-	static const char *const ops[] = { "cacerts", "simpleenroll", "simplereenroll", "csrattrs", "serverkeygen",
-					   "fullcmc", NULL };
-	for (int i = 0; ops[i]; i++)
-		if (strcmp(op, ops[i]) == 0)
-			return 1;
-	return 0;
-}
-
 static int is_get_op(const char *op)
 {
 	return strcmp(op, "cacerts") == 0 || strcmp(op, "csrattrs") == 0;
@@ -484,9 +474,15 @@ static void est_authorized(struct est_call *call)
 	relay(call);
 }
 
+/* The authentication methods the call's label asks for its operation (EG_EST_AUTH_*; 0 = none). */
+static int auth_needed(const struct est_call *call)
+{
+	return call->label->auth[eg_est_op(call->op)];
+}
+
 static void refuse_unauthenticated(struct est_call *call)
 {
-	int a = call->label->auth;
+	int a = auth_needed(call);
 	if (a & (EG_EST_AUTH_BASIC | EG_EST_AUTH_BOTH))
 		evhttp_add_header(evhttp_request_get_output_headers(call->req), "WWW-Authenticate",
 				  "Basic realm=\"enrollgate EST\", charset=\"UTF-8\"");
@@ -500,7 +496,7 @@ static void refuse_unauthenticated(struct est_call *call)
 static void password_checked(int ok, const char *user, void *arg)
 {
 	struct est_call *call = arg;
-	int a = call->label->auth;
+	int a = auth_needed(call);
 	if (ok)
 		snprintf(call->user, sizeof(call->user), "%s", user);
 	if (ok && ((a & EG_EST_AUTH_BASIC) || ((a & EG_EST_AUTH_BOTH) && call->cert_ok)))
@@ -548,7 +544,7 @@ static void est_request_cb(struct evhttp_request *req, void *arg)
 	const char *rest = path + sizeof(EST_PREFIX) - 1, *slash = strchr(rest, '/');
 	const char *label = slash ? rest : "", *op = slash ? slash + 1 : rest;
 	size_t label_len = slash ? (size_t)(slash - rest) : 0;
-	if (strchr(op, '/') || strlen(op) >= sizeof(call->op) || !op_known(op)) {
+	if (strchr(op, '/') || strlen(op) >= sizeof(call->op) || eg_est_op(op) < 0) {
 		call_fail(call, 404, "not-found", "unknown EST operation");
 		return;
 	}
@@ -577,8 +573,8 @@ static void est_request_cb(struct evhttp_request *req, void *arg)
 				     sizeof(call->cert_serial));
 		call->cert_names = eg_csr_from_cert(peer);
 	}
-	int a = call->label->auth;
-	if (get_op || ((a & EG_EST_AUTH_CERT) && call->cert_ok)) {
+	int a = auth_needed(call);
+	if (a == 0 || ((a & EG_EST_AUTH_CERT) && call->cert_ok)) {
 		est_authorized(call);
 		return;
 	}

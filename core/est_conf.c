@@ -21,35 +21,82 @@
 #define PBKDF2_ITER_DEFAULT 200000
 #define PBKDF2_ITER_MIN 10000
 
-/* auth = { "cert" }, { "basic" }, { "cert", "basic" } (either) or { "cert+basic" } (both). */
-static int parse_auth(const struct eg_conf_reader *r, int t, int *auth, const char *where)
+int eg_est_op(const char *op)
+{
+	static const char *const ops[EG_EST_NOPS] = { "cacerts", "simpleenroll", "simplereenroll", "csrattrs",
+						      "serverkeygen", "fullcmc" };
+	for (int i = 0; i < EG_EST_NOPS; i++)
+		if (strcmp(op, ops[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* One list of methods at the top of the stack: { "cert" }, { "basic" }, { "cert", "basic" }
+ * (either), { "cert+basic" } (both); "none" for no authentication. EG_EST_AUTH_* bits or -1. */
+static int parse_methods(const struct eg_conf_reader *r, const char *where, const char *key)
 {
 	lua_State *L = r->L;
-	*auth = EG_EST_AUTH_CERT;
-	lua_getfield(L, t, "auth");
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
+	if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "none") == 0)
 		return 0;
-	}
-	if (!lua_istable(L, -1) || lua_rawlen(L, -1) == 0) {
-		lua_pop(L, 1);
-		return eg_conf_fail(r, "auth", "%s.auth: expected a list of \"cert\", \"basic\", \"cert+basic\"", where);
-	}
-	*auth = 0;
+	if (!lua_istable(L, -1) || lua_rawlen(L, -1) == 0)
+		return eg_conf_fail(r, "auth", "%s.%s: expected a list of \"cert\", \"basic\", \"cert+basic\", or \"none\"",
+				    where, key);
+	int auth = 0;
 	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
 		lua_rawgeti(L, -1, i);
 		const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
 		int bit = strcmp(m, "cert") == 0 ? EG_EST_AUTH_CERT : strcmp(m, "basic") == 0 ? EG_EST_AUTH_BASIC
 			: strcmp(m, "cert+basic") == 0 ? EG_EST_AUTH_BOTH : 0;
 		lua_pop(L, 1);
-		if (!bit) {
-			lua_pop(L, 1);
-			return eg_conf_fail(r, "auth", "%s.auth: unknown method (use \"cert\", \"basic\" or \"cert+basic\")", where);
-		}
-		*auth |= bit;
+		if (!bit)
+			return eg_conf_fail(r, "auth", "%s.%s: unknown method (use \"cert\", \"basic\" or \"cert+basic\")",
+					    where, key);
+		auth |= bit;
 	}
-	lua_pop(L, 1);
-	return 0;
+	return auth;
+}
+
+/* auth = METHODS (the POST operations) or auth = { OP = METHODS or "none", ... } per operation.
+ * Defaults: { "cert" } for simpleenroll, simplereenroll and serverkeygen; none for cacerts and
+ * csrattrs (RFC 7030 4.1.1, 4.5.1: the CA certificates and attributes are public). */
+static int parse_auth(const struct eg_conf_reader *r, int t, int auth[EG_EST_NOPS], const char *where)
+{
+	lua_State *L = r->L;
+	for (int i = 0; i < EG_EST_NOPS; i++)
+		auth[i] = i == EG_EST_CACERTS || i == EG_EST_CSRATTRS ? 0 : EG_EST_AUTH_CERT;
+	lua_getfield(L, t, "auth");
+	int at = lua_gettop(L), rc = 0;
+	if (lua_isnil(L, at)) {
+		/* defaults */
+	} else if (lua_istable(L, at) && lua_rawlen(L, at) == 0) {
+		/* per operation; an empty table names none */
+		int n = 0;
+		lua_pushnil(L);
+		while (rc == 0 && lua_next(L, at) != 0) {
+			n++;
+			const char *op = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+			int i = eg_est_op(op), m;
+			if (i < 0 || i == EG_EST_FULLCMC)
+				rc = eg_conf_fail(r, "auth", "%s.auth: '%s' is not an EST operation (cacerts, simpleenroll, "
+						  "simplereenroll, csrattrs, serverkeygen)", where, op);
+			else if ((m = parse_methods(r, where, op)) < 0)
+				rc = -1;
+			else
+				auth[i] = m;
+			lua_pop(L, 1);
+		}
+		if (rc == 0 && n == 0)
+			rc = eg_conf_fail(r, "auth", "%s.auth: expected a list of methods or a table of operations", where);
+	} else {
+		int m = parse_methods(r, where, "auth");
+		if (m <= 0)
+			rc = m < 0 ? -1 : eg_conf_fail(r, "auth", "%s.auth: \"none\" only per operation "
+						       "(auth = { csrattrs = \"none\" })", where);
+		else
+			auth[EG_EST_SIMPLEENROLL] = auth[EG_EST_SIMPLEREENROLL] = auth[EG_EST_SERVERKEYGEN] = m;
+	}
+	lua_settop(L, at - 1);
+	return rc;
 }
 
 static int parse_label(const struct eg_conf_reader *r, int t, const struct eg_tls_identity *id,
@@ -61,7 +108,7 @@ static int parse_label(const struct eg_conf_reader *r, int t, const struct eg_tl
 	static const char *const known[] = { "upstreams", "trust", "auth", "verify_name", NULL };
 	if (!lua_istable(L, t))
 		return eg_conf_fail(r, lb->name[0] ? lb->name : "labels", "%s: expected a table", where);
-	if (eg_conf_check_keys(r, t, known, where) < 0 || parse_auth(r, t, &lb->auth, where) < 0 ||
+	if (eg_conf_check_keys(r, t, known, where) < 0 || parse_auth(r, t, lb->auth, where) < 0 ||
 	    eg_conf_path(r, t, "trust", trust, sizeof(trust), where) < 0)
 		return -1;
 	lua_getfield(L, t, "verify_name");

@@ -26,12 +26,20 @@ enum {
 	EG_EST_AUTH_BOTH = 4,      /* both at once */
 };
 
+/* The EST operations (RFC 7030 section 3.2.2), in the order eg_est_op() numbers them. */
+enum { EG_EST_CACERTS, EG_EST_SIMPLEENROLL, EG_EST_SIMPLEREENROLL, EG_EST_CSRATTRS, EG_EST_SERVERKEYGEN,
+       EG_EST_FULLCMC, EG_EST_NOPS };
+
+/* The operation named op (EG_EST_*), or -1. */
+int eg_est_op(const char *op);
+
 struct eg_est_label {
 	char name[64];             /* "" for /.well-known/est/<op>; case-sensitive */
 	struct eg_upstream up[EG_EST_MAX_UPSTREAMS];
 	int nup;
 	SSL_CTX *client_ctx;       /* trust anchors of the upstream + the appliance identity */
-	int auth;                  /* EG_EST_AUTH_* methods, any one of which lets a device in */
+	int auth[EG_EST_NOPS];     /* per operation: EG_EST_AUTH_* methods, any one of which lets a
+	                              device in; 0 = none needed (default for cacerts and csrattrs) */
 	int verify_name;           /* check the upstream certificate names the upstream host */
 };
 

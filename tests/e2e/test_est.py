@@ -86,6 +86,8 @@ return {
     hang  = { upstreams = { "https://127.0.0.1:%(hang)d/.well-known/est", "https://127.0.0.1:%(ca)d/.well-known/est" },
               trust = "%(d)s/ca.pem" },
     v6    = { upstreams = { "https://[::1]:%(ca6)d/.well-known/est" }, trust = "%(d)s/ca.pem" },
+    strict = { upstreams = { "https://127.0.0.1:%(ca)d/.well-known/est" }, trust = "%(d)s/ca.pem",
+               auth = { csrattrs = { "cert" }, simpleenroll = { "cert+basic" }, simplereenroll = "none" } },
   },
   on_enroll = est.policy{ labels = { ["*"] = { cn_in_san = true }, VPN = { dns_under = { %(vpn_domain)s } } } },
 }
@@ -332,6 +334,52 @@ class EstTest(unittest.TestCase):
         status, head, _ = self.curl(self.url("VPN", "simpleenroll"), "-u", "dev-basic:s3cret", cert=False, body=body)
         self.assertEqual(status, 200, head)
         self.assertEqual(self.audit(lambda r: r.get("user") == "dev-basic")[-1]["result"], "issued")
+
+    def test_authentication_per_operation(self):
+        # csrattrs: public by default (RFC 7030 4.5.1), a client certificate on "strict"
+        status, head, _ = self.curl(self.url("", "csrattrs"), cert=False)
+        self.assertEqual(status, 204, head)
+        status, head, _ = self.curl(self.url("strict", "csrattrs"), cert=False)
+        self.assertEqual(status, 401, head)
+        status, head, _ = self.curl(self.url("strict", "csrattrs"))
+        self.assertEqual(status, 204, head)
+        # simpleenroll on "strict": certificate and password, both
+        before = self.ca_count()
+        body = self.csr("strict1", "-algorithm", "ED25519")
+        status, head, out = self.curl(self.url("strict", "simpleenroll"), body=body)
+        self.assertEqual(status, 401, head)
+        self.assertIn(b"client certificate and password required", out)
+        status, head, _ = self.curl(self.url("strict", "simpleenroll"), "-u", "dev-basic:s3cret", cert=False, body=body)
+        self.assertEqual(status, 401, head)
+        self.assertEqual(self.ca_count(), before)
+        status, head, _ = self.curl(self.url("strict", "simpleenroll"), "-u", "dev-basic:s3cret", body=body)
+        self.assertEqual(status, 200, head)
+        rec = self.audit(lambda r: r.get("label") == "strict" and r.get("op") == "simpleenroll")[-1]
+        self.assertEqual((rec["result"], rec["user"]), ("issued", "dev-basic"))
+        self.assertIn("device1.example.com", rec["device_cert"])
+        # "none": a re-enrollment without any credential reaches the policy, which wants the
+        # certificate being renewed
+        status, _, out = self.curl(self.url("strict", "simplereenroll"), cert=False, body=body)
+        self.assertEqual(status, 400)
+        self.assertIn(b"needs the client certificate being renewed", out)
+
+    def test_bad_auth_settings_are_check_errors(self):
+        for auth, msg in (('{ bogus = { "cert" } }', "'bogus' is not an EST operation"),
+                          ('"none"', '"none" only per operation'),
+                          ('{ csrattrs = { "password" } }', "unknown method"),
+                          ('{ simpleenroll = 5 }', 'labels["x"].simpleenroll: expected a list')):
+            conf = tempfile.mkdtemp(prefix="eg-est-auth-")
+            try:
+                shutil.copytree(self.eg.conf, conf, dirs_exist_ok=True)
+                text = self.est_text().replace('  labels = {\n', '  labels = {\n    x = { upstreams = { "https://127.0.0.1:1/" }, '
+                                               'trust = "%s/ca.pem", auth = %s },\n' % (self.d, auth), 1)
+                with open(os.path.join(conf, "est.lua"), "w") as f:
+                    f.write(text)
+                r = run(os.environ.get("EG_BIN", "build/enrollgate"), "check", "-c", conf)
+                self.assertEqual(r.returncode, 1, auth)
+                self.assertIn(msg, r.stdout + r.stderr, auth)
+            finally:
+                shutil.rmtree(conf, ignore_errors=True)
 
     def test_reenroll_must_keep_the_names(self):
         # the device certificate is CN=device1.example.com (no SAN): a request for other names is refused
