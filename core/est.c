@@ -338,7 +338,7 @@ static void upstream_reply_cb(const struct eg_upstream_reply *r, void *arg)
 	snprintf(call->upstream, sizeof(call->upstream), "%s", r->upstream);
 	if (r->result == EG_UPSTREAM_NO_ANSWER) {
 		/* the CA has the request and may act on it; the device asks again later */
-		call_fail(call, conf->err_upstream_down.status, "upstream-down", conf->err_upstream_down.text);
+		call_fail(call, conf->err_upstream_timeout.status, "upstream-timeout", conf->err_upstream_timeout.text);
 		return;
 	}
 	if (r->result == EG_UPSTREAM_DOWN) {
@@ -371,7 +371,12 @@ static void upstream_reply_cb(const struct eg_upstream_reply *r, void *arg)
 	}
 	if (code == 200 && strcmp(call->op, "cacerts") == 0 && conf->cacerts_cache > 0)
 		cache_store(e, call->label, ctype, evhttp_find_header(uh, "Content-Transfer-Encoding"), in);
-	evhttp_add_header(dh, "Content-Type", ctype ? ctype : "application/octet-stream");
+	/* a CA that names no media type: the one RFC 7030 gives the operation's answer */
+	const char *deftype = code != 200 ? "application/octet-stream"
+			      : strcmp(call->op, "csrattrs") == 0 ? "application/csrattrs"
+			      : strcmp(call->op, "serverkeygen") == 0 ? "multipart/mixed"
+			      : "application/pkcs7-mime; smime-type=certs-only";
+	evhttp_add_header(dh, "Content-Type", ctype ? ctype : deftype);
 	static const char *const pass[] = { "Content-Transfer-Encoding", "Retry-After", NULL };
 	for (int i = 0; pass[i]; i++) {
 		const char *v = evhttp_find_header(uh, pass[i]);

@@ -185,6 +185,7 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 	c->down_hold = 30;
 	c->cacerts_cache = 3600;
 	c->err_upstream_down = (struct eg_est_error){ 503, "no upstream CA answered" };
+	c->err_upstream_timeout = (struct eg_est_error){ 503, "the CA took the request and did not answer in time; retry later" };
 	c->err_bad_answer = (struct eg_est_error){ 502, "upstream CA answered with something that is not a PKCS#7" };
 	double retry_after = 60;
 	static const char *const known[] = { "listen", "tls", "identity", "users", "labels", "timeouts", "retry_after",
@@ -326,6 +327,7 @@ int eg_est_conf_errors(lua_State *L, int idx, struct eg_est_conf *c, struct eg_l
 	int rc = 0;
 	if (lua_istable(L, map))
 		rc = read_error(L, map, "est_upstream_down", &c->err_upstream_down, err) < 0 ||
+		     read_error(L, map, "est_upstream_timeout", &c->err_upstream_timeout, err) < 0 ||
 		     read_error(L, map, "est_upstream_bad_answer", &c->err_bad_answer, err) < 0 ? -1 : 0;
 	lua_settop(L, map - 1);
 	return rc;

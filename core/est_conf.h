@@ -64,7 +64,7 @@ struct eg_est_conf {
 	struct eg_est_error {      /* from policies.errors at load: status and text of an answer */
 		int status;
 		char text[160];
-	} err_upstream_down, err_bad_answer;
+	} err_upstream_down, err_upstream_timeout, err_bad_answer;
 };
 
 /* Fill the error answers from the module table at idx (policies.errors; its `map`), keeping

@@ -17,6 +17,7 @@ M.map = {
   upstream_timeout = { status = 504, text = "upstream did not answer in time" },
   -- EST (RFC 7030): what devices get when the CA side fails. 503 goes out with Retry-After.
   est_upstream_down        = { status = 503, text = "no upstream CA answered" },
+  est_upstream_timeout     = { status = 503, text = "the CA took the request and did not answer in time; retry later" },
   est_upstream_bad_answer  = { status = 502, text = "upstream CA answered with something that is not a PKCS#7" },
   -- CMP (RFC 4210/9480): what a refused message is answered with, as the CA would (an error
   -- message with PKIStatus rejection, this failInfo and this text). Read when the policy loads.

@@ -492,14 +492,21 @@ class EstTest(unittest.TestCase):
             self.ca.mode("junk")
             status, head, _ = self.curl(self.url("", "simpleenroll"), body=body)
             self.assertEqual(status, 502, head)
+            self.ca.mode("untyped")  # the device gets the media type RFC 7030 gives the answer
+            status, head, _ = self.curl(self.url("", "simpleenroll"), body=body)
+            self.assertEqual(status, 200, head)
+            self.assertIn("content-type: application/pkcs7-mime; smime-type=certs-only", head.lower())
             self.ca.mode("fail")
             status, _, _ = self.curl(self.url("", "simpleenroll"), body=body)
             self.assertEqual(status, 500)  # the CA's own refusal, relayed
             self.ca.mode("silent")
             t0 = time.time()
-            status, head, _ = self.curl(self.url("", "simpleenroll"), body=body)
+            status, head, out = self.curl(self.url("", "simpleenroll"), body=body)
             self.assertEqual(status, 503, head)  # response timeout 3 s, one upstream
             self.assertLess(time.time() - t0, 10)
+            self.assertIn("retry-after: 42", head.lower())
+            self.assertIn(b"did not answer in time", out)  # policies.errors est_upstream_timeout
+            self.assertEqual(self.audit(lambda r: r.get("op") == "simpleenroll")[-1]["result"], "upstream-timeout")
         finally:
             self.ca.mode("ok")
 

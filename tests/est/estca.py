@@ -28,7 +28,7 @@ Commands
 
   estca.py serve --dir D --port P [--host 127.0.0.1|::1] [--labels a,b]
                  [--client-ca FILE] [--basic USER:PASS]
-                 [--mode ok|retry|fail|silent|junk] [--retry-after N]
+                 [--mode ok|retry|fail|silent|junk|untyped] [--retry-after N]
                  [--mode-scope enroll|all] [--control-port CP]
                  [--ready-file F] [--port-file F]
       HTTPS EST server with server.pem/server.key. Paths:
@@ -48,6 +48,7 @@ Commands
         silent  read the request, never answer, keep the connection open
                 until the client closes it
         junk    200 application/pkcs7-mime with body "not base64 !!!"
+        untyped issues as "ok" does, but the 200 answer has no Content-Type
 
       Control channel (--control-port CP, plain HTTP on the same host):
         POST /mode   {"mode": "retry", "retry_after": 7, "scope": "enroll"}
@@ -88,7 +89,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 EST_PREFIX = "/.well-known/est/"
-MODES = ("ok", "retry", "fail", "silent", "junk")
+MODES = ("ok", "retry", "fail", "silent", "junk", "untyped")
 SCOPES = ("enroll", "all")
 ENROLL_OPS = ("simpleenroll", "simplereenroll")
 # The HTTP method each known EST operation takes.
@@ -453,7 +454,7 @@ class ESTHandler(http.server.BaseHTTPRequestHandler):
             body = (body + "\n").encode()
         self.send_response(status)
         if status != 204:
-            if body or ctype:
+            if ctype is not None:
                 self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
         for k, v in headers:
@@ -604,8 +605,9 @@ class ESTHandler(http.server.BaseHTTPRequestHandler):
         with state.lock:
             self.rec["issued_serial"] = "%x" % cert.serial_number
             self.rec["issued_subject"] = cert.subject.rfc4514_string()
+        untyped = (op in ENROLL_OPS or settings["scope"] == "all") and settings["mode"] == "untyped"
         return self._reply(200, b64_lines(certs_only_pkcs7([cert])),
-                           "application/pkcs7-mime; smime-type=certs-only",
+                           None if untyped else "application/pkcs7-mime; smime-type=certs-only",
                            headers=[("Content-Transfer-Encoding", "base64")])
 
 
