@@ -253,6 +253,7 @@ class EstTest(unittest.TestCase):
         keys = {
             "rsa2048": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
             "rsa3072": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
+            "rsa4096": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"],
             "ed25519": ["-algorithm", "ED25519"],
         }
         for curve in ("brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1", "prime256v1", "secp256k1",
@@ -543,6 +544,54 @@ class EstTest(unittest.TestCase):
         r = run(eg, "test-upstream", "-c", self.eg.conf, "nosuch")
         self.assertEqual(r.returncode, 1)
         self.assertIn('no label "nosuch"', r.stdout)
+
+    def test_pkcs12_identity_after_sighup(self):
+        # the appliance identity as a PKCS#12 keystore (one password for store and key), switched to
+        # with SIGHUP: same process, and the CA sees the same identity
+        pid, gen = self.eg.proc.pid, self.eg.status()["generation"]
+        self.write_est(identity='{ pkcs12 = "%s/appliance.p12", password_file = "%s/appliance.pass" }' % (self.d, self.d))
+        os.kill(pid, signal.SIGHUP)
+        try:
+            deadline = time.time() + 10
+            while self.eg.status()["generation"] == gen and time.time() < deadline:
+                time.sleep(0.05)
+            st = self.eg.status()
+            self.assertEqual((st["pid"], st["generation"], st["last_reload"]), (pid, gen + 1, "ok"))
+            status, head, _ = self.curl(self.url("", "simpleenroll"), body=self.csr("p12", "-algorithm", "ED25519"))
+            self.assertEqual(status, 200, head)
+            self.assertIn("enrollgate-appliance", self.ca.requests()[-1]["client_cert_subject"])
+        finally:
+            self.write_est()
+            self.eg.reload()
+
+    def test_content_transfer_encoding_header(self):
+        # RFC 8951: a request may say Content-Transfer-Encoding: base64 (or nothing)
+        status, head, _ = self.curl(self.url("", "simpleenroll"), "-H", "Content-Transfer-Encoding: base64",
+                                    body=self.csr("cte", "-algorithm", "ED25519"))
+        self.assertEqual(status, 200, head)
+        self.assertIn("content-transfer-encoding: base64", head.lower())
+
+    def test_passwords_only_as_hashes(self):
+        eg_bin = os.environ.get("EG_BIN", "build/enrollgate")
+        r = subprocess.run([eg_bin, "hash-password"], input="correct horse\n", capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        h = r.stdout.strip()
+        algo, it, salt, want = h.split("$")
+        self.assertEqual(algo, "pbkdf2-sha256")
+        self.assertGreaterEqual(int(it), 10000)
+        got = hashlib.pbkdf2_hmac("sha256", b"correct horse", base64.b64decode(salt), int(it))
+        self.assertEqual(base64.b64encode(got).decode(), want)  # the hash of what was typed, and not the password
+        self.assertNotIn("correct horse", h)
+        conf = tempfile.mkdtemp(prefix="eg-est-users-")
+        try:
+            shutil.copytree(self.eg.conf, conf, dirs_exist_ok=True)
+            with open(os.path.join(conf, "est.lua"), "w") as f:
+                f.write(self.est_text().replace('users = { ["dev-basic"] = "', 'users = { ["dev-basic"] = "s3cret", x = "', 1))
+            r = run(eg_bin, "check", "-c", conf)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("expected a password hash from `enrollgate hash-password` (never the password)", r.stdout + r.stderr)
+        finally:
+            shutil.rmtree(conf, ignore_errors=True)
 
     def test_wrong_identity_password_is_a_check_error(self):
         bad = os.path.join(self.d, "bad.pass")
