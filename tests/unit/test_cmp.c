@@ -215,6 +215,23 @@ static void test_signature(void **state)
 	assert_int_equal(eg_cmp_parse(copy, len, &t, why, sizeof(why)), EG_CMP_OK);
 	assert_string_equal(eg_cmp_check_signature(t, root, detail, sizeof(detail)), "signature_failed");
 	eg_cmp_msg_free(t);
+
+	/* the same message without its extraCerts (the last element): no signer to check */
+	const unsigned char *q = der;
+	long outer_len;
+	int tag, cls;
+	assert_int_equal(ASN1_get_object(&q, &outer_len, &tag, &cls, (long)len) & 0x80, 0);
+	size_t hdr = (size_t)(q - der), content = (size_t)(ec - copy) - hdr;
+	unsigned char *bare = malloc(len), *w = bare;
+	ASN1_put_object(&w, 1, (int)content, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+	memcpy(w, der + hdr, content);
+	size_t bare_len = (size_t)(w - bare) + content;
+	t = NULL;
+	assert_int_equal(eg_cmp_parse(bare, bare_len, &t, why, sizeof(why)), EG_CMP_OK);
+	assert_int_equal(t->nextra_certs, 0);
+	assert_string_equal(eg_cmp_check_signature(t, root, detail, sizeof(detail)), "signature_no_cert");
+	eg_cmp_msg_free(t);
+	free(bare);
 	free(copy);
 	free(der);
 

@@ -86,6 +86,7 @@ return {
               signature = { issuers = "$P/root.crt", crls = "$P/no-crls-yet/" } },
     ironly = { upstreams = mock, types = { "ir", "certConf" }, mac = { ["1234"] = "test1234" } },
     dead = { upstreams = { "http://127.0.0.1:9/pkix/" }, mac = { ["1234"] = "test1234" } },
+    failover = { upstreams = { "http://127.0.0.1:9/pkix/", mock[1] }, mac = { ["1234"] = "test1234" } },
     silent = { upstreams = { "http://127.0.0.1:8084/pkix/" }, mac = { ["1234"] = "test1234" } },
   },
   on_message = require("policies.cmp").policy{ aliases = { ["*"] = {} } },
@@ -140,8 +141,22 @@ cmpc poll .well-known/cmp/p/poll -cmd ir "${MAC[@]}" "${REQ[@]}" -certout "$EG_T
 ok_enroll poll
 grep -q "sending POLLREQ" "$EG_T/poll.log" || eg_fail "polling: the client never polled"
 eg_ok "ir with polling (pollReq/pollRep relayed)"
-# ir+certConf, cr+certConf, p10cr+certConf, kur+certConf, rr, genm
-want=10
+# the other protection for ir and cr: signature for ir, MAC for cr
+cmpc ir-sig .well-known/cmp/p/sig -cmd ir "${SIG[@]}" "${REQ[@]}" -certout "$EG_T/ir-sig.crt" \
+  || eg_fail "ir (signature): $(tail -n 5 "$EG_T/ir-sig.log")"
+ok_enroll ir-sig
+cmpc cr-mac .well-known/cmp/p/mac -cmd cr "${MAC[@]}" "${REQ[@]}" -certout "$EG_T/cr-mac.crt" \
+  || eg_fail "cr (MAC): $(tail -n 5 "$EG_T/cr-mac.log")"
+ok_enroll cr-mac
+eg_ok "ir with signature protection, cr with MAC protection"
+# failover: the alias' first CA refuses connections, the second (the mock) answers
+cmpc failover .well-known/cmp/p/failover -cmd genm "${MAC[@]}" -infotype signKeyPairTypes \
+  || eg_fail "failover: $(tail -n 5 "$EG_T/failover.log")"
+grep -q "received GENP" "$EG_T/failover.log" || eg_fail "failover: no GENP"
+eg_ok "failover: genm answered by the alias' second CA"
+# ir+certConf, cr+certConf, p10cr+certConf, kur+certConf, rr, genm; ir+certConf, cr+certConf (the
+# other protection); genm (failover)
+want=15
 [[ $(mock_count mock) -eq $want ]] || eg_fail "mock CA received $(mock_count mock) requests, expected $want"
 [[ $(mock_count mockpoll) -eq 3 ]] || eg_fail "polling mock received $(mock_count mockpoll) requests, expected 3"
 eg_ok "mock CAs received exactly the $want + 3 accepted messages"
@@ -190,7 +205,11 @@ code=$(curl -s -o "$EG_T/junk.der" -w '%{http_code} %{content_type}' -H 'Content
 [[ $code == "200 application/pkixcmp" ]] || eg_fail "junk body: $code"
 openssl asn1parse -inform DER -in "$EG_T/junk.der" >"$EG_T/junk.txt" || eg_fail "junk body: the answer is not DER"
 grep -q "cont \[ 23 \]" "$EG_T/junk.txt" || eg_fail "junk body: the answer is not an error message: $(head -n 20 "$EG_T/junk.txt")"
-eg_ok "junk body: a DER CMP error message (body [23]) with HTTP 200"
+grep -q "UTF8STRING *:not a valid PKIMessage" "$EG_T/junk.txt" || eg_fail "junk body: no statusString: $(cat "$EG_T/junk.txt")"
+# PKIStatusInfo: status 2 (rejection), and failInfo badRequest: bit 2, DER 03 02 05 20
+grep -q "INTEGER *:02" "$EG_T/junk.txt" || eg_fail "junk body: status is not rejection"
+od -An -tx1 -v "$EG_T/junk.der" | tr -d ' \n' | grep -q 03020520 || eg_fail "junk body: failInfo is not badRequest"
+eg_ok "junk body: a DER CMP error message (body [23], rejection, badRequest, its text) with HTTP 200"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/pkixcmp' --data-binary x http://$S/.well-known/cmp/p/nosuch)
 [[ $code == 404 ]] || eg_fail "unknown alias: $code"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/pkixcmp' --data-binary x http://$S/ejbca/publicweb/cmp/Mac)
@@ -206,10 +225,10 @@ eg_ok "unknown alias 404, GET 405, wrong media type 415"
 # the log is buffered (flushed every 100 ms): give the last records a moment
 for ((i = 0; i < 30; i++)); do
   n=$(grep -c '"event":"cmp"' "$PROXY_LOG" || true)
-  [[ $n -ge 30 ]] && break
+  [[ $n -ge 35 ]] && break
   sleep 0.1
 done
-[[ $n -ge 30 ]] || eg_fail "expected an audit record per message, found $n"
+[[ $n -ge 35 ]] || eg_fail "expected an audit record per message, found $n"
 grep '"event":"cmp"' "$PROXY_LOG" | grep '"result":"signer_revoked"' | grep -q '"signer":"CN=cmp-revoked"' \
   || eg_fail "no audit record of the revoked signer"
 grep '"event":"cmp"' "$PROXY_LOG" | grep '"type":"ir"' | grep '"result":"relayed"' | grep -q '"key_id":"1234"' \
@@ -219,16 +238,19 @@ grep -q 'enrollgate_cmp_messages_total{alias="sig",type="cr",result="relayed"} 1
   || eg_fail "metrics: $(grep cmp_messages "$EG_T/metrics.txt" | head -n 5)"
 eg_ok "audit records ($n) and metrics by alias, type and result"
 
-# ---- reload: a new MAC secret is live for the next message, same process ----
+# ---- reload: a new MAC secret and the operator's own wording are live for the next message, same process ----
 printf 'rotated-secret\n' >"$C/mac-1234.secret"
+mkdir -p "$C/policies"
+sed 's/text = "MAC verification failed"/text = "MAC check failed (site wording)"/' "$SRC/lua/policies/errors.lua" \
+  >"$C/policies/errors.lua"
 kill -HUP "$EG_PID"
 for ((i = 0; i < 50; i++)); do
   curl -s http://127.0.0.1:$ADMIN_PORT/status | grep -q '"generation":2' && break
   sleep 0.1
 done
 curl -s http://127.0.0.1:$ADMIN_PORT/status | grep -q '"generation":2' || eg_fail "no generation 2 after SIGHUP"
-refused after-reload badRequest "MAC verification failed" .well-known/cmp/p/mac -cmd ir "${MAC[@]}" "${REQ[@]}"
+refused after-reload badRequest "MAC check failed (site wording)" .well-known/cmp/p/mac -cmd ir "${MAC[@]}" "${REQ[@]}"
 [[ $(mock_count mock) -eq $want ]] || eg_fail "the message with the old secret reached the mock CA"
 kill -0 "$EG_PID" || eg_fail "enrollgate is gone after the reload"
-eg_ok "after SIGHUP the rotated MAC secret is in force (same pid $EG_PID)"
+eg_ok "after SIGHUP the rotated MAC secret and policies/errors.lua of the configuration are in force (same pid $EG_PID)"
 PROXY_KIND=enrollgate eg_pass
