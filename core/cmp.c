@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
+#include "cmp_backend.h"
 #include "cmp_conf.h"
 #include "cmp_msg.h"
 #include "csr.h"
@@ -31,13 +32,11 @@
 #include "log.h"
 #include "policy.h"
 #include "server.h"
-#include "upstream.h"
 
 #define CMP_WELL_KNOWN "/.well-known/cmp"
 #define CMP_MAX_BODY EG_CMP_MAX_DER
 #define CMP_MAX_HEADERS (16 * 1024)
 #define CMP_CLIENT_TIMEOUT 30          /* seconds a client connection may stall */
-#define CMP_MAX_ANSWER (1024 * 1024)   /* most bytes taken from a CA answer */
 #define CMP_STAT_SLOTS 512
 
 /* Messages by alias, type and result, for /metrics. */
@@ -52,7 +51,7 @@ struct eg_cmp {
 	struct eg_server *srv;
 	struct evhttp *http;
 	SSL_CTX *ctx;                      /* server context new connections get (a reference), or NULL */
-	struct eg_upstreams *up;
+	void *backend_state[EG_CMP_NBACKENDS]; /* each backend's own (http: the upstream pool) */
 	struct cmp_stat stats[CMP_STAT_SLOTS];
 	unsigned long long stats_other;
 	int calls;                         /* messages being answered */
@@ -196,28 +195,27 @@ static void cmp_fail(struct cmp_call *call, enum eg_cmp_reason why, const char *
 
 /* ---- the CA ---- */
 
-static void upstream_reply_cb(const struct eg_upstream_reply *r, void *arg)
+/* The backend is done: relay the CA's answer unchanged, or answer with a CMP error. Ends the call. */
+static void backend_reply_cb(const struct eg_cmp_backend_answer *r, void *arg)
 {
 	struct cmp_call *call = arg;
-	snprintf(call->upstream, sizeof(call->upstream), "%s", r->upstream);
-	if (r->result == EG_UPSTREAM_NO_ANSWER) {
+	snprintf(call->upstream, sizeof(call->upstream), "%s", r->upstream ? r->upstream : "");
+	if (r->result == EG_CMP_BACKEND_NO_ANSWER) {
 		cmp_fail(call, EG_CMP_R_UPSTREAM_TIMEOUT, "the CA took the message and did not answer in time", NULL);
 		return;
 	}
-	if (r->result == EG_UPSTREAM_DOWN) {
+	if (r->result == EG_CMP_BACKEND_DOWN) {
 		cmp_fail(call, EG_CMP_R_UPSTREAM_DOWN, r->tried ? "no upstream CA answered" : "every upstream CA is marked down",
 			 NULL);
 		return;
 	}
-	struct evhttp_request *ureq = r->answer;
-	int code = evhttp_request_get_response_code(ureq);
-	struct evbuffer *in = evhttp_request_get_input_buffer(ureq);
-	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(ureq), "Content-Type");
+	int code = r->status;
+	struct evbuffer *in = r->body;
 	/* what the CA said, for the audit record only: its answer goes back unchanged. The body type
 	 * comes from the outer DER structure; only an error message is decoded, for its text. */
 	const char *answer = NULL;
 	char status[300] = "";
-	size_t n = evbuffer_get_length(in);
+	size_t n = in ? evbuffer_get_length(in) : 0;
 	const unsigned char *der = code == 200 && n > 0 ? evbuffer_pullup(in, -1) : NULL;
 	int type = der ? eg_cmp_peek_body_type(der, n) : -1;
 	if (type >= 0)
@@ -230,27 +228,20 @@ static void upstream_reply_cb(const struct eg_upstream_reply *r, void *arg)
 		eg_cmp_msg_free(a);
 	}
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(call->req);
-	evhttp_add_header(oh, "Content-Type", ctype ? ctype : "application/octet-stream");
+	evhttp_add_header(oh, "Content-Type", r->content_type ? r->content_type : "application/octet-stream");
 	evhttp_add_header(oh, "Cache-Control", "no-cache");
-	evhttp_send_reply(call->req, code, evhttp_request_get_response_code_line(ureq), in);
+	evhttp_send_reply(call->req, code, r->status_line, in);
 	audit(call, code, code == 200 && answer ? "relayed" : "relayed-other", NULL, answer, status[0] ? status : NULL);
 	call_free(call);
 }
 
+/* Hand the checked message to the alias' backend; backend_reply_cb() carries on. */
 static void relay(struct cmp_call *call)
 {
-	const struct eg_cmp_conf *conf = call->pol->cmp;
-	const struct eg_cmp_alias *a = call->alias;
-	struct eg_upstream_target t = {
-		.up = a->up, .nup = a->nup, .client_ctx = a->client_ctx, .verify_name = a->verify_name,
-		.connect_timeout = conf->connect_timeout, .response_timeout = conf->response_timeout,
-		.down_hold = conf->down_hold, .max_answer = CMP_MAX_ANSWER,
-	};
-	static const char *const headers[] = { "Content-Type", "application/pkixcmp", "Accept", "application/pkixcmp",
-					       "Cache-Control", "no-cache", NULL };
+	int b = call->alias->backend;
 	struct evbuffer *body = evhttp_request_get_input_buffer(call->req);
-	eg_upstream_send(call->cmp->up, &t, EVHTTP_REQ_POST, NULL, (const char *const *)headers, evbuffer_pullup(body, -1),
-			 evbuffer_get_length(body), upstream_reply_cb, call);
+	eg_cmp_backends[b]->send(call->cmp->backend_state[b], call->pol->cmp, call->alias, evbuffer_pullup(body, -1),
+				 evbuffer_get_length(body), backend_reply_cb, call);
 }
 
 /* ---- checks ---- */
@@ -442,9 +433,11 @@ int eg_cmp_start(struct eg_server *srv)
 		return -1;
 	c->srv = srv;
 	srv->cmp = c;
-	c->up = eg_upstreams_new(srv->base, srv->dns, "cmp", "enrollgate-cmp");
+	for (int i = 0; i < EG_CMP_NBACKENDS; i++)
+		if (!(c->backend_state[i] = eg_cmp_backends[i]->open(srv->base, srv->dns)))
+			return -1;
 	c->http = evhttp_new(srv->base);
-	if (!c->up || !c->http)
+	if (!c->http)
 		return -1;
 	if (conf->server_ctx) {
 		if (SSL_CTX_up_ref(conf->server_ctx) != 1)
@@ -511,7 +504,9 @@ void eg_cmp_free(struct eg_cmp *c)
 {
 	if (!c)
 		return;
-	eg_upstreams_free(c->up);
+	for (int i = 0; i < EG_CMP_NBACKENDS; i++)
+		if (c->backend_state[i])
+			eg_cmp_backends[i]->close(c->backend_state[i]);
 	if (c->http)
 		evhttp_free(c->http);
 	SSL_CTX_free(c->ctx);

@@ -12,6 +12,7 @@
 #include <openssl/cmp.h>
 #include <openssl/crypto.h>
 
+#include "cmp_backend.h"
 #include "cmp_msg.h"
 #include "conf_read.h"
 #include "log.h"
@@ -262,8 +263,8 @@ static int parse_alias(const struct eg_conf_reader *r, int t, const struct eg_tl
 	lua_State *L = r->L;
 	char where[96], trust[512];
 	snprintf(where, sizeof(where), "aliases[\"%s\"]", a->name);
-	static const char *const known[] = { "upstreams", "trust", "verify_name", "types", "protection", "mac", "signature",
-					     NULL };
+	static const char *const known[] = { "upstreams", "trust", "verify_name", "backend", "types", "protection", "mac",
+					     "signature", NULL };
 	if (!lua_istable(L, t))
 		return eg_conf_fail(r, a->name, "%s: expected a table", where);
 	if (eg_conf_check_keys(r, t, known, where) < 0 || eg_conf_path(r, t, "trust", trust, sizeof(trust), where) < 0 ||
@@ -274,6 +275,12 @@ static int parse_alias(const struct eg_conf_reader *r, int t, const struct eg_tl
 	lua_getfield(L, t, "verify_name");
 	a->verify_name = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
 	lua_pop(L, 1);
+	lua_getfield(L, t, "backend");
+	const char *backend = lua_isnil(L, -1) ? "http" : lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+	a->backend = eg_cmp_backend_find(backend);
+	lua_pop(L, 1);
+	if (a->backend < 0)
+		return eg_conf_fail(r, "backend", "%s.backend: unknown backend (this version has \"http\")", where);
 	int any_tls = 0;
 	for (int i = 0; i < a->nup; i++)
 		any_tls |= a->up[i].tls;

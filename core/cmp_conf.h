@@ -41,6 +41,7 @@ struct eg_cmp_alias {
 	int nup;
 	SSL_CTX *client_ctx;          /* https upstreams: trust + identity; NULL if all are http */
 	int verify_name;
+	int backend;                  /* where checked messages go: an index of eg_cmp_backends */
 	uint32_t types;               /* bit (1 << body type) per message type accepted */
 	int protection;               /* EG_CMP_ALLOW_* */
 	struct eg_cmp_mac_key *mac;

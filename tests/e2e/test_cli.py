@@ -72,6 +72,8 @@ class CliTest(unittest.TestCase):
                        "nope.pem: not found")
         self.check_cmp(base % ('a = { upstreams = { "http://x/" }, mac = { k = { file = "no-secret" } } }', hook), 3,
                        "cannot read a secret")
+        self.check_cmp(base % ('a = { upstreams = { "http://x/" }, backend = "queue" }', hook), 3,
+                       'unknown backend (this version has "http")')
         self.check_cmp(base % (ok_alias, 'colour = "blue"'), 4, "unknown key 'colour'")
         self.check_cmp('return {\n  listen = { "127.0.0.1:0" },\n  aliases = { %s },\n}\n' % ok_alias, 0,
                        "on_message: a function is required")

@@ -78,7 +78,7 @@ return {
   down_hold = 0,
   aliases = {
     mac = { upstreams = mock, protection = { "mac" }, mac = { ["1234"] = { file = "mac-1234.secret" } } },
-    sig = { upstreams = mock, protection = { "signature" },
+    sig = { upstreams = mock, backend = "http", protection = { "signature" },
             signature = { issuers = "$P/root.crt", crls = "$P/crl.pem" } },
     poll = { upstreams = { "http://127.0.0.1:8083/pkix/" }, protection = { "mac" }, mac = { ["1234"] = "test1234" } },
     nochain = { upstreams = mock, protection = { "signature" } },
