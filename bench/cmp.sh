@@ -6,6 +6,8 @@
 # binds every interface; needs root). env: SECONDS_PER_RUN=10 THREADS=2 DEPS=1 BUILD=1.
 set -euo pipefail
 B=$(cd "$(dirname "$0")" && pwd); SRC=$(dirname "$B")
+# shellcheck source=bench/lib/profile.sh
+. "$B/lib/profile.sh"
 if [ "${1:-}" != inner ]; then
   [ "${DEPS:-1}" = 1 ] && "$SRC/scripts/deps.sh" test >&2
   if [ "${BUILD:-1}" = 1 ]; then
@@ -20,7 +22,6 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/eg-cmp-bench.XXXXXX")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
-[ -n "${KEEP_PERF:-}" ] && trap 'cp "$W/perf.data" "$KEEP_PERF" 2>/dev/null; cleanup' EXIT
 log() { echo "[$(date +%T)] $*" >&2; }
 
 log "test PKI and the mock CA in $W"
@@ -61,21 +62,12 @@ log "warm-up"; SECS=2 load warmup http://127.0.0.1:8829/.well-known/cmp/p/bench 
 echo "# cmp bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, MAC-protected genm, mock CA: openssl cmp -port (one thread)"
 log "direct"; load direct http://127.0.0.1:8082/pkix/ | tee "$W/direct.txt"
 EGPID=$(pgrep -f "enrollgate run -c $W/conf" | head -n 1)
-cpu0=$(awk '{ print $14 + $15 }' "/proc/$EGPID/stat")
-if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then   # where enrollgate's CPU goes
-  perf record -e cpu-clock ${PERF_CG:--g} -p "$EGPID" -o "$W/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
-  PERF=$!
-fi
+profile_begin "$EGPID" "$SECS" "$W"
 log "through enrollgate"; load enrollgate http://127.0.0.1:8829/.well-known/cmp/p/bench | tee "$W/eg.txt"
-cpu1=$(awk '{ print $14 + $15 }' "/proc/$EGPID/stat")
-if [ -n "${PERF:-}" ]; then
-  wait "$PERF" || true
-  perf report -i "$W/perf.data" --no-children --sort dso -g none 2>/dev/null | grep '%' | head -n 8 | sed 's/^/# profile dso: /' || true
-  perf report -i "$W/perf.data" --no-children --sort sym -g none 2>/dev/null | grep '%' | head -n 25 | sed 's/^/# profile sym: /' || true
-fi
+profile_end
 awk '{ v[$1] = $2 } END {
   printf "ratio.cmp.enrollgate_vs_direct.tps %.3f x\n", v["cmp.enrollgate.tps"] / v["cmp.direct.tps"]
   printf "cmp.added_p50 %.2f ms\n", v["cmp.enrollgate.p50"] - v["cmp.direct.p50"]
 }' "$W/direct.txt" "$W/eg.txt"
-awk -v c="$((cpu1 - cpu0))" -v hz="$(getconf CLK_TCK)" '$1 == "cmp.enrollgate.tps" { tps = $2 }
+awk -v c="$PROFILE_TICKS" -v hz="$(getconf CLK_TCK)" '$1 == "cmp.enrollgate.tps" { tps = $2 }
   END { printf "cmp.enrollgate.cpu_per_tx %.0f us\n", tps ? c / hz / (tps * '"$SECS"') * 1e6 : 0 }' "$W/eg.txt"

@@ -5,6 +5,8 @@
 # ratios. Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 DEPS=1 BUILD=1 (0 skips apt / build).
 set -euo pipefail
 B=$(cd "$(dirname "$0")" && pwd); SRC=$(dirname "$B")
+# shellcheck source=bench/lib/profile.sh
+. "$B/lib/profile.sh"
 SECS=${SECONDS_PER_RUN:-10}; THREADS=${THREADS:-4}
 PY=/usr/bin/python3; ESTCA=$SRC/tests/est/estca.py
 W=$(mktemp -d "${TMPDIR:-/tmp}/eg-est-bench.XXXXXX")
@@ -66,20 +68,10 @@ load() { # name url
 log "warm-up"; SECS=2 load warmup "https://localhost:$EST_PORT/.well-known/est" >/dev/null
 echo "# est bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, CSR mix RSA-2048/P-256/P-384/Ed25519; CA: tests/est/estca.py"
 log "direct"; load direct "https://localhost:$CA_PORT/.well-known/est" | tee "$W/direct.txt"
-cpu0=$(awk '{ print $14 + $15 }' "/proc/$EGPID/stat")
-if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then   # where enrollgate's CPU goes
-  perf record -e cpu-clock ${PERF_CG:--g} -p "$EGPID" -o "$W/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
-  PERF=$!
-fi
+profile_begin "$EGPID" "$SECS" "$W"
 log "through enrollgate"; load enrollgate "https://localhost:$EST_PORT/.well-known/est" | tee "$W/eg.txt"
-cpu1=$(awk '{ print $14 + $15 }' "/proc/$EGPID/stat")
-if [ -n "${PERF:-}" ]; then
-  wait "$PERF" || true
-  perf report -i "$W/perf.data" --no-children --sort dso -g none 2>/dev/null | grep '%' | head -n 8 | sed 's/^/# profile dso: /' || true
-  perf report -i "$W/perf.data" --no-children --sort sym -g none 2>/dev/null | grep '%' | head -n 25 | sed 's/^/# profile sym: /' || true
-  [ -n "${KEEP_PERF:-}" ] && cp "$W/perf.data" "$KEEP_PERF"
-fi
-awk -v c="$((cpu1 - cpu0))" -v hz="$(getconf CLK_TCK)" '$1 == "est.enrollgate.enroll_rps" { r = $2 }
+profile_end
+awk -v c="$PROFILE_TICKS" -v hz="$(getconf CLK_TCK)" '$1 == "est.enrollgate.enroll_rps" { r = $2 }
   END { printf "est.enrollgate.cpu_per_enroll %.0f us\n", r ? c / hz / (r * '"$SECS"') * 1e6 : 0 }' "$W/eg.txt"
 awk '{ v[$1] = $2 } END {
   printf "ratio.est.enrollgate_vs_direct.enroll_rps %.3f x\n", v["est.enrollgate.enroll_rps"] / v["est.direct.enroll_rps"]
