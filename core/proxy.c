@@ -230,10 +230,11 @@ void eg_conn_log_access(struct eg_conn *c, int status)
 	else
 		srv->metrics.requests_denied++;
 	const struct eg_settings *s = eg_conn_settings(c);
-	if (!s->access_log || !eg_log_enabled(EG_LOG_INFO))
+	enum eg_log_level lvl = status >= 500 ? EG_LOG_WARN : EG_LOG_INFO; /* 5xx: the proxy or the origin failed */
+	if (!s->access_log || !eg_log_enabled(lvl))
 		return;
 	struct eg_jbuf j;
-	eg_jbuf_begin(&j, status >= 500 ? EG_LOG_WARN : EG_LOG_INFO, "access");
+	eg_jbuf_begin(&j, lvl, "access");
 	eg_jbuf_str(&j, "client", c->client);
 	eg_jbuf_str(&j, "method", c->method[0] ? c->method : NULL);
 	if (c->target.host[0]) {

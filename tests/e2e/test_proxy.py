@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from harness import Daemon, Origin, make_tls_cert, proxy_get, random_bytes, raw, read_all, status_of
+from harness import Daemon, Origin, free_port, make_tls_cert, proxy_get, random_bytes, raw, read_all, status_of
 
 CURL = ["curl", "-sS", "--noproxy", "", "--max-time", "10"]
 
@@ -235,6 +235,64 @@ class ProxyTest(unittest.TestCase):
             self.assertGreaterEqual(self.eg.metrics()["enrollgate_active_connections"], 1)
         finally:
             s.close()
+
+
+class LogLevelTest(unittest.TestCase):
+    def test_level_warn_keeps_only_warnings(self):
+        # log.level = "warn": a 200's access record (info) is left out, a 502's (warn) is written
+        origin = Origin()
+        eg = Daemon(settings='return { log = { level = "warn", access = true } }')
+        eg.start()
+        try:
+            self.assertEqual(proxy_get(eg.port, "http://localhost:%d/small" % origin.port)[0], 200)
+            self.assertEqual(proxy_get(eg.port, "http://localhost:%d/small" % free_port())[0], 502)
+            recs = [r for r in eg.log_records() if r.get("event") == "access"]
+            self.assertEqual([r["status"] for r in recs], [502])
+            # nothing below warn but the start record
+            self.assertFalse([r for r in eg.log_records() if r.get("level") in ("debug", "info") and r.get("event") != "start"])
+        finally:
+            eg.stop()
+            origin.stop()
+
+
+class StreamingTest(unittest.TestCase):
+    """Bodies are streamed both ways: the origin sees the first part of a request body while the
+    client still holds the rest, and the client sees the first part of the answer while the origin
+    still holds the rest (neither is buffered whole)."""
+
+    def test_bodies_stream_both_ways(self):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        eg = Daemon()
+        eg.start()
+        try:
+            c = socket.create_connection(("127.0.0.1", eg.port), timeout=10)
+            c.sendall(b"POST http://localhost:%d/up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\n\r\n"
+                      % srv.getsockname()[1] + b"a" * 50000)
+            srv.settimeout(10)
+            o, _ = srv.accept()
+            o.settimeout(10)
+            got = b""
+            while got.count(b"a") < 50000:
+                got += o.recv(65536)
+            self.assertIn(b"\r\n\r\n", got)  # the first quarter arrived before the client sent the rest
+            c.sendall(b"b" * 150000)
+            while got.count(b"b") < 150000:
+                got += o.recv(65536)
+            o.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"c" * 50000)
+            back = b""
+            while back.count(b"c") < 50000:
+                back += c.recv(65536)
+            self.assertTrue(back.startswith(b"HTTP/1.1 200"))  # the first quarter of the answer, before the rest
+            o.sendall(b"d" * 150000)
+            while back.count(b"d") < 150000:
+                back += c.recv(65536)
+            o.close()
+            c.close()
+        finally:
+            eg.stop()
+            srv.close()
 
 
 class ProtocolRouteTest(unittest.TestCase):

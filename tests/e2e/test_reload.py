@@ -289,5 +289,26 @@ class DrainTest(unittest.TestCase):
             origin.stop()
 
 
+    def test_drain_is_bounded_by_drain_timeout(self):
+        # a request the origin never answers does not hold the exit beyond drain_timeout
+        origin = Origin()
+        eg = Daemon(settings='return { limits = { drain_timeout = 1, response_timeout = 60 } }')
+        eg.start()
+        try:
+            s = socket.create_connection(("127.0.0.1", eg.port), timeout=10)
+            s.sendall(b"GET http://localhost:%d/silent HTTP/1.1\r\nHost: localhost\r\n\r\n" % origin.port)
+            time.sleep(0.3)
+            t0 = time.time()
+            eg.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(eg.proc.wait(10), 0)
+            took = time.time() - t0
+            self.assertGreater(took, 0.8)   # it did wait for the request...
+            self.assertLess(took, 4)        # ...for about drain_timeout, not the origin's 30 s
+            s.close()
+        finally:
+            eg.stop()
+            origin.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
