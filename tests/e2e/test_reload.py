@@ -178,9 +178,9 @@ class ReloadTest(unittest.TestCase):
             self.eg.write_policy(ALLOW if i % 2 else DENY)
             if i % 2:
                 os.kill(self.eg.proc.pid, signal.SIGHUP)
-                time.sleep(0.05)
             else:
                 self.assertEqual(self.eg.reload()[0], 200)
+            time.sleep(0.1)  # each policy lives long enough for the load to meet it
         time.sleep(0.3)
         stop.set()
         for w in workers:
