@@ -108,24 +108,6 @@ static int parse_protection(const struct eg_conf_reader *r, int t, struct eg_cmp
 	return 0;
 }
 
-/* Read a secret file: its first line, without the line end. 0, or -1. */
-static int read_secret(const char *path, unsigned char *out, size_t cap, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return -1;
-	size_t n = fread(out, 1, cap, f);
-	int too_long = n == cap && fgetc(f) != EOF;
-	fclose(f);
-	unsigned char *nl = memchr(out, '\n', n);
-	if (nl)
-		n = (size_t)(nl - out);
-	if (n > 0 && out[n - 1] == '\r')
-		n--;
-	*len = n;
-	return too_long || n == 0 ? -1 : 0;
-}
-
 /* mac = { ["keyId"] = "secret" or { file = "secrets/keyId" }, ... } */
 static int parse_mac(const struct eg_conf_reader *r, int t, struct eg_cmp_alias *a, const char *where)
 {
@@ -178,7 +160,7 @@ static int parse_mac(const struct eg_conf_reader *r, int t, struct eg_cmp_alias 
 				lua_settop(L, mt - 1);
 				return -1;
 			}
-			if (!path[0] || read_secret(path, k->secret, sizeof(k->secret), &k->secret_len) < 0) {
+			if (!path[0] || eg_conf_read_secret(path, k->secret, sizeof(k->secret), &k->secret_len) < 0) {
 				lua_settop(L, mt - 1);
 				return eg_conf_fail(r, needle, "%s.mac[\"%s\"].file: cannot read a secret (one line, 1 to %zu bytes) "
 						    "from '%s'", where, needle, sizeof(k->secret), path);

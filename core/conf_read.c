@@ -171,3 +171,20 @@ int eg_conf_upstreams(const struct eg_conf_reader *r, int t, const char *where, 
 	lua_pop(L, 1);
 	return 0;
 }
+
+int eg_conf_read_secret(const char *path, unsigned char *out, size_t cap, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	size_t n = fread(out, 1, cap, f);
+	int too_long = n == cap && fgetc(f) != EOF;
+	fclose(f);
+	unsigned char *nl = memchr(out, '\n', n);
+	if (nl)
+		n = (size_t)(nl - out);
+	if (n > 0 && out[n - 1] == '\r')
+		n--;
+	*len = n;
+	return too_long || n == 0 ? -1 : 0;
+}

@@ -41,6 +41,10 @@ int eg_conf_listen(const struct eg_conf_reader *r, int t, char *listen, size_t c
  * appliance's client identity toward upstreams. *have is 0 when absent. */
 int eg_conf_identity(const struct eg_conf_reader *r, int t, struct eg_tls_identity *id, int *have);
 
+/* The first line of a secret file (without its line end) into out[0..cap): 1 to cap bytes.
+ * 0 and *len set, or -1 (unreadable, empty, or longer than cap). */
+int eg_conf_read_secret(const char *path, unsigned char *out, size_t cap, size_t *len);
+
 /* t.upstreams: a list of 1..max URLs (https, or http too when allow_plain) into up. */
 int eg_conf_upstreams(const struct eg_conf_reader *r, int t, const char *where, int allow_plain,
 		      struct eg_upstream *up, int max, int *n);

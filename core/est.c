@@ -402,9 +402,10 @@ static void relay(struct est_call *call)
 	};
 	char suffix[32];
 	snprintf(suffix, sizeof(suffix), "/%s", call->op);
-	const char *get_headers[] = { "Accept", "*/*", NULL };
+	const char *authz = lb->upstream_authz[0] ? lb->upstream_authz : NULL; /* HTTP Basic toward the CA */
+	const char *get_headers[] = { "Accept", "*/*", authz ? "Authorization" : NULL, authz, NULL };
 	const char *post_headers[] = { "Accept", "*/*", "Content-Type", "application/pkcs10",
-				       "Content-Transfer-Encoding", "base64", NULL };
+				       "Content-Transfer-Encoding", "base64", authz ? "Authorization" : NULL, authz, NULL };
 	eg_upstream_send(call->est->up, &t, call->method, suffix, call->body ? post_headers : get_headers,
 			 call->body ? evbuffer_pullup(call->body, -1) : NULL,
 			 call->body ? evbuffer_get_length(call->body) : 0, upstream_reply_cb, call);

@@ -99,13 +99,55 @@ static int parse_auth(const struct eg_conf_reader *r, int t, int auth[EG_EST_NOP
 	return rc;
 }
 
+/* upstream_auth = { user = "name", password_file = "path" }: HTTP Basic toward the label's CAs,
+ * for CAs that want it besides (or instead of) the appliance's certificate. The password is read
+ * from its file (first line) and kept only as the Authorization value; it is never logged. */
+static int parse_upstream_auth(const struct eg_conf_reader *r, int t, struct eg_est_label *lb, const char *where)
+{
+	lua_State *L = r->L;
+	lb->upstream_authz[0] = '\0';
+	lua_getfield(L, t, "upstream_auth");
+	int at = lua_gettop(L), rc = 0;
+	if (lua_isnil(L, at))
+		goto out;
+	char w[128], path[512];
+	snprintf(w, sizeof(w), "%s.upstream_auth", where);
+	static const char *const known[] = { "user", "password_file", NULL };
+	if (!lua_istable(L, at)) {
+		rc = eg_conf_fail(r, "upstream_auth", "%s: expected { user = ..., password_file = ... }", w);
+		goto out;
+	}
+	if (eg_conf_check_keys(r, at, known, w) < 0 || eg_conf_path(r, at, "password_file", path, sizeof(path), w) < 0) {
+		rc = -1;
+		goto out;
+	}
+	lua_getfield(L, at, "user");
+	const char *user = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+	unsigned char cred[128]; /* user:password; its base64 fits upstream_authz */
+	size_t ul = strlen(user), pl = 0;
+	if (!ul || ul > 64 || strchr(user, ':') || strpbrk(user, "\r\n")) {
+		rc = eg_conf_fail(r, "user", "%s.user: a name of 1 to 64 characters without ':'", w);
+	} else if (!path[0] || eg_conf_read_secret(path, cred + ul + 1, sizeof(cred) - ul - 1, &pl) < 0) {
+		rc = eg_conf_fail(r, "password_file", "%s.password_file: cannot read a password (one line) from '%s'", w, path);
+	} else {
+		memcpy(cred, user, ul);
+		cred[ul] = ':';
+		memcpy(lb->upstream_authz, "Basic ", 6);
+		EVP_EncodeBlock((unsigned char *)lb->upstream_authz + 6, cred, (int)(ul + 1 + pl));
+	}
+	OPENSSL_cleanse(cred, sizeof(cred));
+out:
+	lua_settop(L, at - 1);
+	return rc;
+}
+
 static int parse_label(const struct eg_conf_reader *r, int t, const struct eg_tls_identity *id,
 		       struct eg_est_label *lb)
 {
 	lua_State *L = r->L;
 	char where[96], trust[512];
 	snprintf(where, sizeof(where), "labels[\"%s\"]", lb->name);
-	static const char *const known[] = { "upstreams", "trust", "auth", "verify_name", NULL };
+	static const char *const known[] = { "upstreams", "trust", "auth", "verify_name", "upstream_auth", NULL };
 	if (!lua_istable(L, t))
 		return eg_conf_fail(r, lb->name[0] ? lb->name : "labels", "%s: expected a table", where);
 	if (eg_conf_check_keys(r, t, known, where) < 0 || parse_auth(r, t, lb->auth, where) < 0 ||
@@ -114,7 +156,8 @@ static int parse_label(const struct eg_conf_reader *r, int t, const struct eg_tl
 	lua_getfield(L, t, "verify_name");
 	lb->verify_name = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
 	lua_pop(L, 1);
-	if (eg_conf_upstreams(r, t, where, 0, lb->up, EG_EST_MAX_UPSTREAMS, &lb->nup) < 0)
+	if (parse_upstream_auth(r, t, lb, where) < 0 ||
+	    eg_conf_upstreams(r, t, where, 0, lb->up, EG_EST_MAX_UPSTREAMS, &lb->nup) < 0)
 		return -1;
 	char why[512];
 	lb->client_ctx = eg_tls_client_ctx(trust, id, why, sizeof(why));

@@ -41,6 +41,7 @@ struct eg_est_label {
 	int auth[EG_EST_NOPS];     /* per operation: EG_EST_AUTH_* methods, any one of which lets a
 	                              device in; 0 = none needed (default for cacerts and csrattrs) */
 	int verify_name;           /* check the upstream certificate names the upstream host */
+	char upstream_authz[200];  /* "Basic ..." toward the CA (upstream_auth), or "" */
 };
 
 struct eg_est_user {

@@ -59,7 +59,7 @@ struct upstream_req {
 	enum evhttp_cmd_type method;
 	char suffix[256];
 	int exact;                     /* no suffix: the configured path as it is */
-	char hdr[EG_UPSTREAM_MAX_HEADERS][2][160];
+	char hdr[EG_UPSTREAM_MAX_HEADERS][2][256];
 	int nhdr;
 	struct evbuffer *body;         /* NULL: none */
 	eg_upstream_cb cb;

@@ -86,6 +86,9 @@ return {
     hang  = { upstreams = { "https://127.0.0.1:%(hang)d/.well-known/est", "https://127.0.0.1:%(ca)d/.well-known/est" },
               trust = "%(d)s/ca.pem" },
     v6    = { upstreams = { "https://[::1]:%(ca6)d/.well-known/est" }, trust = "%(d)s/ca.pem" },
+    upbasic = { upstreams = { "https://127.0.0.1:%(cab)d/.well-known/est" }, trust = "%(d)s/ca.pem",
+                upstream_auth = { user = "ra-user", password_file = "%(d)s/up.pass" } },
+    upnone  = { upstreams = { "https://127.0.0.1:%(cab)d/.well-known/est" }, trust = "%(d)s/ca.pem" },
     strict = { upstreams = { "https://127.0.0.1:%(ca)d/.well-known/est" }, trust = "%(d)s/ca.pem",
                auth = { csrattrs = { "cert" }, simpleenroll = { "cert+basic" }, simplereenroll = "none" } },
   },
@@ -107,6 +110,10 @@ class EstTest(unittest.TestCase):
                     "--password", "pw-" + out)
             assert r.returncode == 0, r.stderr
         cls.ca = CA(d, "--client-ca", os.path.join(d, "clientca.pem"), "--labels", "VPN")
+        # a CA that wants HTTP Basic from the RA besides its certificate (upstream_auth)
+        cls.ca_basic = CA(d, "--client-ca", os.path.join(d, "clientca.pem"), "--basic", "ra-user:pw-toward-ca")
+        with open(os.path.join(d, "up.pass"), "w") as f:
+            f.write("pw-toward-ca\n")
         # a listener that never accepts: TCP connects (backlog), the TLS handshake never starts
         import socket
         cls.hang = socket.socket()
@@ -130,6 +137,7 @@ class EstTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.eg.stop()
         cls.ca.stop()
+        cls.ca_basic.stop()
         cls.hang.close()
         if cls.ca6:
             cls.ca6.stop()
@@ -141,7 +149,7 @@ class EstTest(unittest.TestCase):
         d = cls.d
         if identity is None:
             identity = '{ cert = "%s/appliance.pem", key = "%s/appliance.key", passphrase_file = "%s/appliance.pass" }' % (d, d, d)
-        return EST_LUA % dict(port=cls.est_port, d=d, ca=cls.ca.port, dead=cls.dead, response=response,
+        return EST_LUA % dict(port=cls.est_port, d=d, ca=cls.ca.port, cab=cls.ca_basic.port, dead=cls.dead, response=response,
                               hang=cls.hang.getsockname()[1], ca6=cls.ca6_port,
                               hash=pbkdf2_hash(password), vpn_domain=vpn_domain, identity=identity)
 
@@ -364,8 +372,25 @@ class EstTest(unittest.TestCase):
         self.assertEqual(status, 400)
         self.assertIn(b"needs the client certificate being renewed", out)
 
+    def test_basic_toward_the_ca(self):
+        # a CA that wants HTTP Basic: refused without upstream_auth (its 401, relayed), issued with it
+        body = self.csr("upb", "-algorithm", "ED25519")
+        status, head, _ = self.curl(self.url("upnone", "simpleenroll"), body=body)
+        self.assertEqual(status, 401, head)
+        self.assertEqual(self.audit(lambda r: r.get("label") == "upnone")[-1]["result"], "refused-by-ca")
+        status, head, _ = self.curl(self.url("upbasic", "simpleenroll"), body=body)
+        self.assertEqual(status, 200, head)
+        req = self.ca_basic.requests()[-1]
+        self.assertEqual((req["basic_user"], req["basic_ok"]), ("ra-user", True))
+        self.assertIn("enrollgate-appliance", req["client_cert_subject"])  # and still the appliance's certificate
+        log = self.eg.log()
+        self.assertNotIn("pw-toward-ca", log)
+        self.assertNotIn(base64.b64encode(b"ra-user:pw-toward-ca").decode(), log)
+
     def test_bad_auth_settings_are_check_errors(self):
-        for auth, msg in (('{ bogus = { "cert" } }', "'bogus' is not an EST operation"),
+        for auth, msg in (('{ "cert" }, upstream_auth = { user = "a:b", password_file = "up.pass" }', "without ':'"),
+                          ('{ "cert" }, upstream_auth = { user = "a", password_file = "nope.pass" }', "cannot read a password"),
+                          ('{ bogus = { "cert" } }', "'bogus' is not an EST operation"),
                           ('"none"', '"none" only per operation'),
                           ('{ csrattrs = { "password" } }', "unknown method"),
                           ('{ simpleenroll = 5 }', 'labels["x"].simpleenroll: expected a list')):
