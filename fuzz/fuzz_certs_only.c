@@ -12,15 +12,10 @@
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 
+#include "fuzz_check.h"
 #include "certs_only.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x)                      \
-	do {                          \
-		if (!(x))             \
-			abort();      \
-	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

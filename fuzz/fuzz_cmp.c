@@ -11,16 +11,11 @@
 
 #include <openssl/crypto.h>
 
+#include "fuzz_check.h"
 #include "cmp_msg.h"
 #include "csr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x)                      \
-	do {                          \
-		if (!(x))             \
-			abort();      \
-	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -8,15 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "csr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x)                      \
-	do {                          \
-		if (!(x))             \
-			abort();      \
-	} while (0)
 
 static void check_parsed(const struct eg_csr *c)
 {

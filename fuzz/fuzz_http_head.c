@@ -10,15 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "http_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x)                      \
-	do {                          \
-		if (!(x))             \
-			abort();      \
-	} while (0)
 
 static void check_slice(struct eg_slice s, const char *base, size_t len)
 {

@@ -7,16 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "http_parse.h"
 #include "sni.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x)                      \
-	do {                          \
-		if (!(x))             \
-			abort();      \
-	} while (0)
 
 static enum eg_sni_result parse_checked(const unsigned char *buf, size_t len, size_t cap)
 {
