@@ -589,6 +589,34 @@ class EstTest(unittest.TestCase):
             self.write_est()
             self.eg.reload()
 
+    def test_serverkeygen_relayed(self):
+        # RFC 7030 4.4: the CA makes the key; enrollgate checks the request like an enrollment and
+        # relays the CA's multipart answer (the key and its certificate) as it is
+        status, head, out = self.curl(self.url("", "serverkeygen"), body=self.csr("skg", "-algorithm", "ED25519"))
+        self.assertEqual(status, 200, head)
+        ctype = [l.split(":", 1)[1].strip() for l in head.splitlines() if l.lower().startswith("content-type:")][0]
+        self.assertTrue(ctype.startswith("multipart/mixed; boundary="), ctype)
+        boundary = ctype.split("boundary=", 1)[1].encode()
+        parts = [p for p in out.split(b"--" + boundary) if p.strip() not in (b"", b"--")]
+        self.assertEqual(len(parts), 2)
+        heads_bodies = [p.strip().split(b"\r\n\r\n", 1) for p in parts]
+        self.assertIn(b"application/pkcs8", heads_bodies[0][0])
+        self.assertIn(b"smime-type=certs-only", heads_bodies[1][0])
+        key = os.path.join(self.d, "skg-server.key")
+        r = subprocess.run(["openssl", "pkey", "-inform", "DER", "-out", key], input=base64.b64decode(heads_bodies[0][1]),
+                           capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pem = self.issued_cert(heads_bodies[1][1])
+        self.assertEqual(run("openssl", "verify", "-CAfile", os.path.join(self.d, "ca.pem"), pem).returncode, 0)
+        # the certificate is for the key the CA made, not for the CSR's
+        pub_cert = run("openssl", "x509", "-in", pem, "-noout", "-pubkey").stdout
+        pub_key = run("openssl", "pkey", "-in", key, "-pubout").stdout
+        self.assertEqual(pub_cert, pub_key)
+        self.assertIn("skg.example.com", run("openssl", "x509", "-in", pem, "-noout", "-subject").stdout)
+        rec = self.audit(lambda r: r.get("op") == "serverkeygen")[-1]
+        self.assertEqual(rec["result"], "issued")
+        self.assertNotIn("PRIVATE", self.eg.log())  # the key passes through, never into a log
+
     def test_content_transfer_encoding_header(self):
         # RFC 8951: a request may say Content-Transfer-Encoding: base64 (or nothing)
         status, head, _ = self.curl(self.url("", "simpleenroll"), "-H", "Content-Transfer-Encoding: base64",

@@ -34,8 +34,9 @@ Commands
       HTTPS EST server with server.pem/server.key. Paths:
         /.well-known/est/<op>  and  /.well-known/est/<label>/<op>
       ops: cacerts (GET), csrattrs (GET, 204), simpleenroll and
-      simplereenroll (POST, base64 DER PKCS#10), serverkeygen and fullcmc
-      (501). --labels restricts the labels (case-sensitive; others 404; the
+      simplereenroll (POST, base64 DER PKCS#10), serverkeygen (POST: a new
+      P-256 key, multipart/mixed with the PKCS#8 key and the certificate,
+      RFC 7030 4.4.2), fullcmc (501). --labels restricts the labels (case-sensitive; others 404; the
       unlabelled path always exists). --client-ca requires a TLS client
       certificate verified against FILE; --basic requires HTTP Basic on the
       enroll ops. Both may be given.
@@ -368,9 +369,10 @@ class State:
                 "requests": self.requests, "tls_failures": self.tls_failures,
                 "mode": self.mode, "retry_after": self.retry_after, "scope": self.scope}))
 
-    def issue(self, csr_der):
+    def issue(self, csr_der, for_key=None):
         """Grant a DER PKCS#10: check its signature, copy subject and requested
-        SAN, sign with the CA key (SHA-256), valid one day. Returns the cert."""
+        SAN, sign with the CA key (SHA-256), valid one day. Returns the cert,
+        for for_key if given (serverkeygen), else for the CSR's key."""
         try:
             csr = x509.load_der_x509_csr(csr_der)
         except ValueError as e:
@@ -388,7 +390,7 @@ class State:
             san = None
         except ValueError as e:  # e.g. duplicate or malformed requested extensions
             raise CSRError("bad requested extensions: %s" % e)
-        builder = leaf_builder(csr.subject, public_key, self.ca_cert, days=1)
+        builder = leaf_builder(csr.subject, for_key if for_key is not None else public_key, self.ca_cert, days=1)
         if san is not None:
             builder = builder.add_extension(san.value, critical=san.critical)
         return builder.sign(self.ca_key, hashes.SHA256())
@@ -564,9 +566,9 @@ class ESTHandler(http.server.BaseHTTPRequestHandler):
         if self.command != OP_METHODS[op]:
             return self._reply(405, "%s needs %s" % (op, OP_METHODS[op]),
                                headers=[("Allow", OP_METHODS[op])])
-        if op in ("serverkeygen", "fullcmc"):
+        if op == "fullcmc":
             return self._reply(501, "%s is not implemented" % op)
-        if op in ENROLL_OPS and state.basic is not None and not basic_ok:
+        if op in ENROLL_OPS + ("serverkeygen",) and state.basic is not None and not basic_ok:
             return self._reply(401, "HTTP Basic authentication required",
                                headers=[("WWW-Authenticate", 'Basic realm="estca"')])
 
@@ -590,7 +592,7 @@ class ESTHandler(http.server.BaseHTTPRequestHandler):
         if op == "csrattrs":
             return self._reply(204)
 
-        # simpleenroll / simplereenroll
+        # simpleenroll / simplereenroll / serverkeygen
         ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != "application/pkcs10":
             return self._reply(415, "Content-Type must be application/pkcs10, not %r" % ctype)
@@ -598,10 +600,24 @@ class ESTHandler(http.server.BaseHTTPRequestHandler):
             der = base64.b64decode(b"".join(body.split()), validate=True)
         except ValueError:
             return self._reply(400, "request body is not base64")
+        key = ec.generate_private_key(ec.SECP256R1()) if op == "serverkeygen" else None
         try:
-            cert = state.issue(der)
+            cert = state.issue(der, key.public_key() if key else None)
         except CSRError as e:
             return self._reply(400, str(e))
+        if key is not None:
+            # RFC 7030 4.4.2: multipart/mixed, the private key (PKCS#8) and the certificate
+            with state.lock:
+                self.rec["issued_serial"] = "%x" % cert.serial_number
+                self.rec["issued_subject"] = cert.subject.rfc4514_string()
+            pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+            b = "estcaServerKeyGenBoundary"
+            body = ("--%s\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n%s\r\n"
+                    "--%s\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\n"
+                    "Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--%s--\r\n") % (
+                        b, b64_lines(pkcs8).decode().strip(), b, b64_lines(certs_only_pkcs7([cert])).decode().strip(), b)
+            return self._reply(200, body.encode(), "multipart/mixed; boundary=%s" % b)
         with state.lock:
             self.rec["issued_serial"] = "%x" % cert.serial_number
             self.rec["issued_subject"] = cert.subject.rfc4514_string()
