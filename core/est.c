@@ -150,6 +150,7 @@ static void audit(struct est_call *call, int status, const char *outcome, const 
 	if (detail)
 		eg_jbuf_str(&j, "reason", detail);
 	if (issued) {
+		eg_jbuf_str(&j, "issued_subject", issued->subject);
 		eg_jbuf_str(&j, "issued_serial", issued->serial);
 		eg_jbuf_str(&j, "issued_not_after", issued->not_after);
 	}

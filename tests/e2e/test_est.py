@@ -276,7 +276,8 @@ class EstTest(unittest.TestCase):
             r = run("openssl", "verify", "-CAfile", os.path.join(self.d, "ca.pem"), pem)
             self.assertEqual(r.returncode, 0, name + r.stdout + r.stderr)
             self.assertIn("%s.example.com" % name, run("openssl", "x509", "-in", pem, "-noout", "-subject").stdout)
-            issued[name] = run("openssl", "x509", "-in", pem, "-noout", "-serial", "-enddate").stdout
+            issued[name] = run("openssl", "x509", "-in", pem, "-noout", "-serial", "-enddate", "-subject",
+                               "-nameopt", "RFC2253").stdout
             reqs = self.ca.requests()
             self.assertEqual(len(reqs), before + 1)
             # the CA saw the appliance's identity, not the device's
@@ -286,6 +287,7 @@ class EstTest(unittest.TestCase):
         # serial and notAfter of the certificate the device got, as openssl prints them
         self.assertIn("serial=%s\n" % recs[-1]["issued_serial"], issued["secp521r1"])
         self.assertIn("notAfter=%s\n" % recs[-1]["issued_not_after"], issued["secp521r1"])
+        self.assertIn("subject=%s\n" % recs[-1]["issued_subject"], issued["secp521r1"])
         self.assertIn("device1.example.com", recs[-1]["device_cert"])
 
     def test_refused_keys_never_reach_the_ca(self):
