@@ -372,6 +372,16 @@ def run(args, vm):
     if EDITED_REASON not in body:
         raise Failure(f"451 without the edited reason: {body!r}")
     vm.ok(f"{how}: same pid {pid}, generation {gen} -> {st['generation']}, new verdict: 451 {body.strip()}")
+    # the access record of that request reaches the log on the data partition (svlogd)
+    end = time.monotonic() + 10
+    while True:
+        _, n = vm.sh("grep -c '\"status\":451' /var/log/enrollgate/current", check=False)
+        if n.strip().isdigit() and int(n) >= 1:
+            break
+        if time.monotonic() > end:
+            raise Failure("no access record with status 451 in /var/log/enrollgate/current")
+        vm.sh("sleep 0.5")
+    vm.ok(f"log: {n.strip()} access record(s) with status 451 in /var/log/enrollgate/current")
 
     # 4. persistence across a reboot
     vm.reboot("sync; reboot")
@@ -408,7 +418,8 @@ def run(args, vm):
         pid = st["pid"]
         vm.ok(f"updated system (built {built}) kept the data partition: edit still answers 451, pid {pid}")
 
-    # 5. the supervisor restarts a daemon that dies
+    # 5. the supervisor restarts a daemon that dies; its start makes keys/ the daemon's own again
+    vm.sh("touch /etc/enrollgate/keys/stray.pem && chmod 0644 /etc/enrollgate/keys/stray.pem")
     vm.sh(f"kill -KILL {pid}")
     end = time.monotonic() + 30
     while True:
@@ -421,6 +432,10 @@ def run(args, vm):
     code, _ = vm.wait_answer(30)
     expect_eq("status after the restart", code, 451)
     vm.ok(f"SIGKILL to pid {pid}: runsv restarted enrollgate as pid {out.split()[0]}, answering 451")
+    _, stray = vm.sh("stat -c '%a %U' /etc/enrollgate/keys/stray.pem")
+    expect_eq("a root-owned 0644 file in keys/ after the service start", stray, "600 enrollgate")
+    vm.sh("rm -f /etc/enrollgate/keys/stray.pem")
+    vm.ok("keys/: a file root left readable is 0600 and owned by enrollgate after the service start")
 
     # 6. factory reset: the command, or the boot menu entry (what one does without a password)
     if args.reset == "command":
