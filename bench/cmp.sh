@@ -57,17 +57,24 @@ done
 openssl cmp -server 127.0.0.1:8082 -path pkix/ -cmd genm -ref 1234 -secret pass:bench1234 -recipient /CN=bench-srv \
   -infotype signKeyPairTypes -reqout "$W/genm.der" >"$W/client.log" 2>&1 || { cat "$W/client.log" >&2; exit 1; }
 
-load() { $PY "$B/lib/cmp_load.py" --url "$2" --msg "$W/genm.der" --name "$1" --threads "$THREADS" --seconds "$SECS"; }
+cc -O2 -pthread -o "$W/post_load" "$B/lib/post_load.c" -lssl -lcrypto -lm
+load() { "${LOAD_PIN[@]}" "$W/post_load" -u "$2" -t application/pkixcmp -e application/pkixcmp -g -m "cmp.$1" -r tps:tx/s \
+  -c "$THREADS" -s "$SECS" "$W/genm.der"; }
 log "warm-up"; SECS=2 load warmup http://127.0.0.1:8829/.well-known/cmp/p/bench >/dev/null
-echo "# cmp bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, MAC-protected genm, mock CA: openssl cmp -port (one thread)"
-log "direct"; load direct http://127.0.0.1:8082/pkix/ | tee "$W/direct.txt"
+echo "# cmp bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, PIN=${PIN:-1}, MAC-protected genm, mock CA: openssl cmp -port (one thread)"
 EGPID=$(pgrep -f "enrollgate run -c $W/conf" | head -n 1)
+place direct "${PIDS[0]}" "$EGPID"
+CA0=$(proc_ticks "${PIDS[0]}")
+log "direct"; load direct http://127.0.0.1:8082/pkix/ | tee "$W/direct.txt"
+cpu_per_op cmp.direct.ca_cpu_per_tx $(($(proc_ticks "${PIDS[0]}") - CA0)) "$W/direct.txt" cmp.direct.tps
+place enrollgate "${PIDS[0]}" "$EGPID"
+CA0=$(proc_ticks "${PIDS[0]}")
 profile_begin "$EGPID" "$SECS" "$W"
 log "through enrollgate"; load enrollgate http://127.0.0.1:8829/.well-known/cmp/p/bench | tee "$W/eg.txt"
 profile_end
+cpu_per_op cmp.enrollgate.ca_cpu_per_tx $(($(proc_ticks "${PIDS[0]}") - CA0)) "$W/eg.txt" cmp.enrollgate.tps
+cpu_per_op cmp.enrollgate.cpu_per_tx "$PROFILE_TICKS" "$W/eg.txt" cmp.enrollgate.tps
 awk '{ v[$1] = $2 } END {
   printf "ratio.cmp.enrollgate_vs_direct.tps %.3f x\n", v["cmp.enrollgate.tps"] / v["cmp.direct.tps"]
   printf "cmp.added_p50 %.2f ms\n", v["cmp.enrollgate.p50"] - v["cmp.direct.p50"]
 }' "$W/direct.txt" "$W/eg.txt"
-awk -v c="$PROFILE_TICKS" -v hz="$(getconf CLK_TCK)" '$1 == "cmp.enrollgate.tps" { tps = $2 }
-  END { printf "cmp.enrollgate.cpu_per_tx %.0f us\n", tps ? c / hz / (tps * '"$SECS"') * 1e6 : 0 }' "$W/eg.txt"

@@ -61,18 +61,25 @@ EGPID=$!
 PIDS+=($EGPID)
 for _ in $(seq 100); do [ -e "$W/ready" ] && curl -sf -o /dev/null "http://127.0.0.1:$ADMIN/healthz" && break; sleep 0.1; done
 
+cc -O2 -pthread -o "$W/post_load" "$B/lib/post_load.c" -lssl -lcrypto -lm
 load() { # name url
-  $PY "$B/lib/est_load.py" --url "$2" --cacert "$W/ca.pem" --cert "$W/device.pem" --key "$W/device.key" \
-    --password pw-d --csrs "$W/csrs" --name "$1" --threads "$THREADS" --seconds "$SECS"
+  "${LOAD_PIN[@]}" "$W/post_load" -u "$2/simpleenroll" -t application/pkcs10 -e application/pkcs7-mime -m "est.$1" \
+    -r enroll_rps:enroll/s -c "$THREADS" -s "$SECS" -A "$W/ca.pem" -C "$W/device.pem" -K "$W/device.key" \
+    -P pw-d "$W"/csrs/*.b64
 }
 log "warm-up"; SECS=2 load warmup "https://localhost:$EST_PORT/.well-known/est" >/dev/null
-echo "# est bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, CSR mix RSA-2048/P-256/P-384/Ed25519; CA: tests/est/estca.py"
+echo "# est bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, PIN=${PIN:-1}, CSR mix RSA-2048/P-256/P-384/Ed25519; CA: tests/est/estca.py"
+place direct "${PIDS[0]}" "$EGPID"
+CA0=$(proc_ticks "${PIDS[0]}")
 log "direct"; load direct "https://localhost:$CA_PORT/.well-known/est" | tee "$W/direct.txt"
+cpu_per_op est.direct.ca_cpu_per_enroll $(($(proc_ticks "${PIDS[0]}") - CA0)) "$W/direct.txt" est.direct.enroll_rps
+place enrollgate "${PIDS[0]}" "$EGPID"
+CA0=$(proc_ticks "${PIDS[0]}")
 profile_begin "$EGPID" "$SECS" "$W"
 log "through enrollgate"; load enrollgate "https://localhost:$EST_PORT/.well-known/est" | tee "$W/eg.txt"
 profile_end
-awk -v c="$PROFILE_TICKS" -v hz="$(getconf CLK_TCK)" '$1 == "est.enrollgate.enroll_rps" { r = $2 }
-  END { printf "est.enrollgate.cpu_per_enroll %.0f us\n", r ? c / hz / (r * '"$SECS"') * 1e6 : 0 }' "$W/eg.txt"
+cpu_per_op est.enrollgate.ca_cpu_per_enroll $(($(proc_ticks "${PIDS[0]}") - CA0)) "$W/eg.txt" est.enrollgate.enroll_rps
+cpu_per_op est.enrollgate.cpu_per_enroll "$PROFILE_TICKS" "$W/eg.txt" est.enrollgate.enroll_rps
 awk '{ v[$1] = $2 } END {
   printf "ratio.est.enrollgate_vs_direct.enroll_rps %.3f x\n", v["est.enrollgate.enroll_rps"] / v["est.direct.enroll_rps"]
   printf "est.added_p50 %.2f ms\n", v["est.enrollgate.p50"] - v["est.direct.p50"]

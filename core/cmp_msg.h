@@ -62,6 +62,10 @@ struct eg_cmp_msg {
 	struct eg_csr *requests[EG_CMP_MAX_REQUESTS];
 	const char *content_error;       /* NULL, or a reason ("bad_template", "bad_pop") */
 	char content_detail[160];        /* a one-line detail for content_error */
+	/* MAC-protected messages: the DER of ProtectedPart (SEQUENCE { header, body }) exactly as
+	 * received, for the fast PBM check (core/pbm.h); NULL when the encoding is not definite-length */
+	unsigned char *protected_part;
+	size_t protected_len;
 };
 
 /* Parse body (len bytes of DER). On EG_CMP_OK *out is allocated (free with eg_cmp_msg_free);
@@ -94,6 +98,11 @@ int eg_cmp_type_by_name(const char *name);
 const char *eg_cmp_check_mac(const struct eg_cmp_msg *m, const unsigned char *secret, size_t len,
 			     char *detail, size_t cap);
 const char *eg_cmp_check_signature(const struct eg_cmp_msg *m, X509_STORE *trusted, char *detail, size_t cap);
+
+/* eg_cmp_check_mac's fast path: the PBM of m's ProtectedPart with core/pbm.c. 1: it verifies;
+ * 0: it does not; -1: not decided there (not PBM, an indefinite length, other algorithms).
+ * eg_cmp_check_mac accepts on 1 and leaves everything else to OSSL_CMP_validate_msg. */
+int eg_cmp_pbm_fast(const struct eg_cmp_msg *m, const unsigned char *secret, size_t len);
 
 /* The signer's certificate as a description (for policy and audit): the extraCerts entry whose
  * subject is the sender (and whose subjectKeyIdentifier is the senderKID, if given), or NULL. */

@@ -1,9 +1,9 @@
 /* fuzz_cmp.c: libFuzzer target for the CMP message parser (core/cmp_msg.c), which reads untrusted
  * PKIMessages with OpenSSL twice (OpenSSL's own type and our header/template views). A parsed
- * message must be self-consistent (bounded counts, NUL-terminated text), its signer lookup and
- * error-text reader must cope with it, and the error answer built for it must parse again as an
- * error message of the same transaction; the shallow body-type read agrees with the full parse
- * wherever that succeeds. Also built without libFuzzer by tests/unit. */
+ * message must be self-consistent (bounded counts, NUL-terminated text), its signer lookup,
+ * error-text reader and fast MAC check (core/pbm.c) must cope with it, and the error answer
+ * built for it must parse again as an error message of the same transaction; the shallow
+ * body-type read agrees with the full parse wherever that succeeds. Also built without libFuzzer by tests/unit. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,6 +38,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(!m->content_error || m->nrequests == 0);
 	for (int i = 0; i < m->nrequests; i++)
 		CHECK(m->requests[i] && m->requests[i]->nsubject <= EG_CSR_MAX_ITEMS);
+	/* the fast MAC path over the kept ProtectedPart (a copy of header and body, so no longer
+	 * than the message plus a new SEQUENCE header) copes with any parameters */
+	CHECK(!m->protected_part || (m->protection == EG_CMP_PROT_MAC && m->protected_len <= size + 6));
+	int fast = eg_cmp_pbm_fast(m, (const unsigned char *)"fuzz", 4);
+	CHECK(fast >= -1 && fast <= 1 && (m->protected_part || fast == -1));
 	eg_csr_free(eg_cmp_signer(m));
 	char text[300];
 	if (eg_cmp_error_text(m, text, sizeof(text)) == 0)

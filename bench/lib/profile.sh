@@ -5,6 +5,17 @@
 #   profile_end                      after the run: sets PROFILE_TICKS (ticks spent in between);
 #                                    PROFILE=1 prints the top objects and symbols as "# profile"
 #                                    lines and copies perf.data to KEEP_PERF if set
+#   cpu_per_op METRIC TICKS FILE RATE   prints "METRIC n us": TICKS of CPU over the run divided by
+#                                    the operations of the run (the RATE line of FILE times SECS)
+#   place direct|enrollgate CA_PID EG_PID   before a run, PIN=1 (default) as in bench/run.sh: the
+#                                    load generator on cpu 0 (LOAD_PIN: its taskset prefix); direct,
+#                                    the CA on cpu 1; through enrollgate, the CA beside the load
+#                                    generator on cpu 0 and enrollgate on cpu 1 (the relay gets a core
+#                                    of its own, as a proxy does in run.sh). PIN=0: no pinning.
+cpu_per_op() {
+  awk -v m="$1" -v c="$2" -v k="$4" -v s="$SECS" -v hz="$(getconf CLK_TCK)" '$1 == k { r = $2 }
+    END { printf "%s %.0f us\n", m, r ? c / hz / (r * s) * 1e6 : 0 }' "$3"
+}
 proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }   # utime + stime, in clock ticks
 
 profile_begin() {
@@ -26,4 +37,13 @@ profile_end() {
   perf report -i "$PROFILE_DIR/perf.data" --no-children --sort sym -g none 2>/dev/null | grep '%' | head -n 25 |
     sed 's/^/# profile sym: /' || true
   if [ -n "${KEEP_PERF:-}" ]; then cp "$PROFILE_DIR/perf.data" "$KEEP_PERF"; fi
+}
+
+LOAD_PIN=()
+place() {
+  LOAD_PIN=()
+  [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ] || return 0
+  LOAD_PIN=(taskset -c 0)
+  taskset -a -cp "$([ "$1" = direct ] && echo 1 || echo 0)" "$2" >/dev/null
+  taskset -a -cp 1 "$3" >/dev/null
 }
