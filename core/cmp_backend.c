@@ -59,7 +59,8 @@ static void http_send(void *state, const struct eg_cmp_conf *conf, const struct 
 	hs->arg = arg;
 	struct eg_upstream_target t = {
 		.up = al->up, .nup = al->nup, .client_ctx = al->client_ctx, .verify_name = al->verify_name,
-		.connect_timeout = conf->connect_timeout, .response_timeout = conf->response_timeout,
+		.connect_timeout = conf->timeouts.connect, .tls_timeout = conf->timeouts.tls,
+		.response_timeout = conf->timeouts.response,
 		.down_hold = conf->down_hold, .max_answer = CMP_MAX_ANSWER,
 	};
 	static const char *const headers[] = { "Content-Type", "application/pkixcmp", "Accept", "application/pkixcmp",

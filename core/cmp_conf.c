@@ -299,8 +299,6 @@ int eg_cmp_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 	*out = NULL;
 	if (!c)
 		return eg_conf_fail(r, NULL, "out of memory");
-	c->connect_timeout = 10;
-	c->response_timeout = 60;
 	c->down_hold = 30;
 	for (int i = 0; i < EG_CMP_R_COUNT; i++) {
 		c->errors[i].failinfo = i == EG_CMP_R_UPSTREAM_DOWN || i == EG_CMP_R_UPSTREAM_TIMEOUT ||
@@ -356,16 +354,8 @@ int eg_cmp_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 
 	if (eg_conf_identity(r, t, &id, &have_id) < 0)
 		goto fail;
-	lua_getfield(L, t, "timeouts");
-	if (lua_istable(L, -1)) {
-		int to = lua_gettop(L);
-		static const char *const to_known[] = { "connect", "response", NULL };
-		if (eg_conf_check_keys(r, to, to_known, "timeouts") < 0 ||
-		    eg_conf_number(r, to, "connect", 0.1, 300, &c->connect_timeout, "timeouts") < 0 ||
-		    eg_conf_number(r, to, "response", 0.1, 3600, &c->response_timeout, "timeouts") < 0)
-			goto fail;
-	}
-	lua_pop(L, 1);
+	if (eg_conf_timeouts(r, t, &c->timeouts) < 0)
+		goto fail;
 	if (eg_conf_number(r, t, "down_hold", 0, 3600, &c->down_hold, "cmp") < 0)
 		goto fail;
 

@@ -81,7 +81,8 @@ struct eg_cmp_conf {
 	char default_alias[64];       /* for /.well-known/cmp; "" if none */
 	struct eg_cmp_alias *aliases;
 	int naliases;
-	double connect_timeout, response_timeout, down_hold;
+	struct eg_upstream_timeouts timeouts;
+	double down_hold;
 	struct eg_cmp_error errors[EG_CMP_R_COUNT];
 };
 

@@ -81,6 +81,25 @@ int eg_conf_number(const struct eg_conf_reader *r, int t, const char *key, doubl
 	return 0;
 }
 
+int eg_conf_timeouts(const struct eg_conf_reader *r, int t, struct eg_upstream_timeouts *to)
+{
+	static const char *const known[] = { "connect", "tls", "response", NULL };
+	lua_State *L = r->L;
+	*to = (struct eg_upstream_timeouts){ .connect = 10, .tls = 10, .response = 60 };
+	lua_getfield(L, t, "timeouts");
+	int rc = 0, tt = lua_gettop(L);
+	if (!lua_isnil(L, tt) && !lua_istable(L, tt))
+		rc = eg_conf_fail(r, "timeouts", "timeouts: expected a table { connect, tls, response }");
+	else if (lua_istable(L, tt) &&
+		 (eg_conf_check_keys(r, tt, known, "timeouts") < 0 ||
+		  eg_conf_number(r, tt, "connect", 0.1, 300, &to->connect, "timeouts") < 0 ||
+		  eg_conf_number(r, tt, "tls", 0.1, 300, &to->tls, "timeouts") < 0 ||
+		  eg_conf_number(r, tt, "response", 0.1, 3600, &to->response, "timeouts") < 0))
+		rc = -1;
+	lua_pop(L, 1);
+	return rc;
+}
+
 int eg_conf_listen(const struct eg_conf_reader *r, int t, char *listen, size_t cap, int max, int *n)
 {
 	lua_State *L = r->L;

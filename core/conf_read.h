@@ -34,6 +34,9 @@ int eg_conf_path(const struct eg_conf_reader *r, int t, const char *key, char *o
 int eg_conf_number(const struct eg_conf_reader *r, int t, const char *key, double lo, double hi, double *out,
 		   const char *where);
 
+/* Optional t.timeouts = { connect, tls, response } into *to, over the defaults 10, 10, 60. */
+int eg_conf_timeouts(const struct eg_conf_reader *r, int t, struct eg_upstream_timeouts *to);
+
 /* t.listen: a list of 1..max "ADDR:PORT" strings into listen[][cap]. */
 int eg_conf_listen(const struct eg_conf_reader *r, int t, char *listen, size_t cap, int max, int *n);
 

@@ -398,7 +398,8 @@ static void relay(struct est_call *call)
 	const struct eg_est_label *lb = call->label;
 	struct eg_upstream_target t = {
 		.up = lb->up, .nup = lb->nup, .client_ctx = lb->client_ctx, .verify_name = lb->verify_name,
-		.connect_timeout = conf->connect_timeout, .response_timeout = conf->response_timeout,
+		.connect_timeout = conf->timeouts.connect, .tls_timeout = conf->timeouts.tls,
+		.response_timeout = conf->timeouts.response,
 		.down_hold = conf->down_hold, .max_answer = EST_MAX_ANSWER,
 	};
 	char suffix[32];
@@ -731,7 +732,7 @@ int eg_est_test_upstream(struct eg_policy *p, const char *label, FILE *out)
 		struct evhttp_request *req = pr.conn && pr.body ? evhttp_request_new(probe_done_cb, &pr) : NULL;
 		fprintf(out, "upstream %s:\n", up->url);
 		if (req) {
-			struct timeval tv = { (time_t)conf->response_timeout, 0 };
+			struct timeval tv = { (time_t)conf->timeouts.response, 0 };
 			char path[300], hosthdr[300];
 			evhttp_connection_set_timeout_tv(pr.conn, &tv);
 			evhttp_connection_set_retries(pr.conn, 0);

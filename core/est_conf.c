@@ -223,8 +223,6 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 	*out = NULL;
 	if (!c)
 		return eg_conf_fail(r, NULL, "out of memory");
-	c->connect_timeout = 10;
-	c->response_timeout = 60;
 	c->down_hold = 30;
 	c->cacerts_cache = 3600;
 	c->err_upstream_down = (struct eg_est_error){ 503, "no upstream CA answered" };
@@ -271,16 +269,8 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 	if (eg_conf_identity(r, t, &id, &have_id) < 0 || parse_users(r, t, c) < 0)
 		goto fail;
 
-	lua_getfield(L, t, "timeouts");
-	if (lua_istable(L, -1)) {
-		int to = lua_gettop(L);
-		static const char *const to_known[] = { "connect", "response", NULL };
-		if (eg_conf_check_keys(r, to, to_known, "timeouts") < 0 ||
-		    eg_conf_number(r, to, "connect", 0.1, 300, &c->connect_timeout, "timeouts") < 0 ||
-		    eg_conf_number(r, to, "response", 0.1, 3600, &c->response_timeout, "timeouts") < 0)
-			goto fail;
-	}
-	lua_pop(L, 1);
+	if (eg_conf_timeouts(r, t, &c->timeouts) < 0)
+		goto fail;
 	if (eg_conf_number(r, t, "retry_after", 1, 86400, &retry_after, "est") < 0 ||
 	    eg_conf_number(r, t, "down_hold", 0, 3600, &c->down_hold, "est") < 0 ||
 	    eg_conf_number(r, t, "cacerts_cache", 0, 86400 * 30, &c->cacerts_cache, "est") < 0)

@@ -57,8 +57,7 @@ struct eg_est_conf {
 	int nlabels;
 	struct eg_est_user *users;
 	int nusers;
-	double connect_timeout;    /* seconds: connect + TLS handshake with an upstream */
-	double response_timeout;   /* seconds an upstream may take to answer */
+	struct eg_upstream_timeouts timeouts;
 	int retry_after;           /* seconds told to devices when no upstream answers (503) */
 	double down_hold;          /* seconds a failed upstream is skipped while another one is left */
 	double cacerts_cache;      /* seconds a cacerts answer is served from cache (0: not cached) */

@@ -4,6 +4,7 @@
 #include "upstream.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -69,7 +70,9 @@ struct upstream_req {
 	int tried_down;                /* an upstream marked down was tried as the last resort */
 	int fresh_retry;               /* a stale kept-alive connection was retried fresh */
 	int reused;                    /* the attempt went over a kept-alive connection */
-	int connect_timed_out;
+	const char *setup_timeout;     /* "TCP connection" or "TLS handshake": what did not finish in time */
+	double attempt_start;          /* when the new connection of this attempt was started */
+	double tcp_up_at;              /* when its TCP connection was first seen established, or 0 */
 	int uerr_set;
 	enum evhttp_request_error uerr;
 	struct evhttp_connection *uconn;  /* the attempt in progress */
@@ -222,7 +225,22 @@ static void pool_closecb(struct evhttp_connection *conn, void *arg)
 		pool_drop(s);
 }
 
-/* An idle connection to url made with ctx, marked busy; NULL if none. Expires idle ones. */
+/* Is an idle kept-alive connection still usable? An idle HTTP connection has nothing to read:
+ * end of file (the server closed it after its answer although it said keep-alive, as the
+ * openssl cmp mock does), a TLS alert or stray bytes all make it unusable. One recv(MSG_PEEK)
+ * here is cheaper than a request written into a closed connection, failed and sent again. */
+static int idle_conn_alive(struct evhttp_connection *conn)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+	char b;
+	if (fd < 0 || evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		return 0;
+	return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* An idle connection to url made with ctx, marked busy; NULL if none. Expires idle ones and
+ * drops the ones the server has closed meanwhile. */
 static struct pooled_conn *pool_acquire(struct eg_upstreams *u, const char *url, SSL_CTX *ctx)
 {
 	double now = mono();
@@ -233,8 +251,12 @@ static struct pooled_conn *pool_acquire(struct eg_upstreams *u, const char *url,
 			continue;
 		if (now - s->idle_since > POOL_IDLE || s->dead)
 			pool_drop(s);
-		else if (!found && s->ctx == ctx && strcmp(s->url, url) == 0)
-			found = s;
+		else if (!found && s->ctx == ctx && strcmp(s->url, url) == 0) {
+			if (idle_conn_alive(s->conn))
+				found = s;
+			else
+				pool_drop(s);
+		}
 	}
 	if (found)
 		found->busy = 1;
@@ -312,8 +334,9 @@ static void error_cb(enum evhttp_request_error err, void *arg)
 
 static const char *error_text(const struct upstream_req *r)
 {
-	if (r->connect_timed_out)
-		return "did not complete the connection in time";
+	if (r->setup_timeout)
+		return !strcmp(r->setup_timeout, "TLS handshake") ? "did not complete the TLS handshake in time"
+								   : "did not complete the TCP connection in time";
 	if (!r->uerr_set)
 		return "connection or TLS handshake failed";
 	switch (r->uerr) {
@@ -360,8 +383,18 @@ static void done_cb(struct evhttp_request *ureq, void *arg)
 	finish(r, EG_UPSTREAM_ANSWERED, ureq);
 }
 
-/* connect_timeout: a new connection must be established (TLS included) in time. Nothing has
- * been delivered then, so another upstream may be asked. */
+#define SETUP_POLL 0.1               /* seconds between checks of a connection being set up */
+
+static void arm_setup_timer(struct upstream_req *r, double s)
+{
+	struct timeval tv = to_tv(s < SETUP_POLL ? s : SETUP_POLL);
+	evtimer_add(r->connect_timer, &tv);
+}
+
+/* A new connection must finish its TCP connection within connect_timeout and then its TLS
+ * handshake within tls_timeout; evhttp reports neither step, so they are checked every
+ * SETUP_POLL seconds (the handshake's clock starts when the TCP connection is first seen, up to
+ * SETUP_POLL late). Nothing has been delivered then, so another upstream may be asked. */
 static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upstream_req *r = arg;
@@ -373,15 +406,27 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	int connected = ssl ? SSL_is_init_finished(ssl)
-		      : bufferevent_getfd(bev) >= 0 && getpeername(bufferevent_getfd(bev), (struct sockaddr *)&ss, &sl) == 0;
-	if (connected)
+	int tcp_up = bufferevent_getfd(bev) >= 0 && getpeername(bufferevent_getfd(bev), (struct sockaddr *)&ss, &sl) == 0;
+	if (tcp_up && (!ssl || SSL_is_init_finished(ssl)))
 		return; /* the response timeout governs from here */
+	double now = mono(), limit;
+	if (tcp_up && r->tcp_up_at == 0)
+		r->tcp_up_at = now;
+	if (!tcp_up && now - r->attempt_start >= r->t.connect_timeout) {
+		r->setup_timeout = "TCP connection";
+		limit = r->t.connect_timeout;
+	} else if (tcp_up && now - r->tcp_up_at >= r->t.tls_timeout) {
+		r->setup_timeout = "TLS handshake";
+		limit = r->t.tls_timeout;
+	} else {
+		arm_setup_timer(r, tcp_up ? r->t.tls_timeout - (now - r->tcp_up_at)
+					  : r->t.connect_timeout - (now - r->attempt_start));
+		return;
+	}
 	const struct eg_upstream *up = &r->t.up[r->next_up - 1];
 	mark_down(r, up->url);
-	r->connect_timed_out = 1;
-	eg_log(EG_LOG_WARN, r->u->area, "upstream %s did not complete the connection in %.1f s; skipped for %.0f s",
-	       up->url, r->t.connect_timeout, r->t.down_hold);
+	eg_log(EG_LOG_WARN, r->u->area, "upstream %s did not complete the %s in %.1f s; skipped for %.0f s", up->url,
+	       r->setup_timeout, limit, r->t.down_hold);
 	evhttp_cancel_request(r->ureq); /* no callback; the connection is reset */
 	r->ureq = NULL;
 	release_conn(r, 0);
@@ -490,15 +535,15 @@ static void try_next(struct upstream_req *r)
 		r->tried++;
 		r->uconn = conn;
 		r->slot = slot;
-		r->connect_timed_out = 0;
+		r->setup_timeout = NULL;
+		r->attempt_start = mono();
+		r->tcp_up_at = 0;
 		if (evhttp_make_request(conn, ureq, r->method, path) == 0) {
 			if (r->uconn == conn) { /* (a failure may have been reported synchronously) */
 				r->ureq = ureq;
 				if (!r->reused && (r->connect_timer ||
-						   (r->connect_timer = evtimer_new(u->base, connect_timeout_cb, r)))) {
-					struct timeval ctv = to_tv(r->t.connect_timeout);
-					evtimer_add(r->connect_timer, &ctv);
-				}
+						   (r->connect_timer = evtimer_new(u->base, connect_timeout_cb, r))))
+					arm_setup_timer(r, r->t.connect_timeout);
 			}
 			return;
 		}

@@ -2,7 +2,8 @@
  * URLs are tried in order; one that fails is skipped for down_hold seconds (health memory; when
  * every one is marked down, the one marked longest ago gets one more try). Connections are kept
  * alive in a pool (a mutual-TLS handshake costs more than a request). A new connection must
- * finish connect (+ TLS) within connect_timeout, else the next upstream is tried; an upstream
+ * finish its TCP connection within connect_timeout and its TLS handshake within tls_timeout more,
+ * else the next upstream is tried; an upstream
  * that took the request but does not answer within response_timeout is not replaced by another
  * for a request with a body (it may act on it: sending it twice could issue twice). */
 #ifndef EG_UPSTREAM_H
@@ -30,6 +31,12 @@ struct eg_upstream {
  * fragment or user info. 0, or -1. */
 int eg_upstream_parse(const char *url, int allow_plain, struct eg_upstream *up);
 
+/* Seconds a relay allows an upstream (est.lua/cmp.lua `timeouts`): a new connection's TCP
+ * connection, then its TLS handshake, then the answer to a request. */
+struct eg_upstream_timeouts {
+	double connect, tls, response;
+};
+
 /* What one request may use; the pointers belong to the configuration generation the caller
  * holds until its callback has run. */
 struct eg_upstream_target {
@@ -37,7 +44,8 @@ struct eg_upstream_target {
 	int nup;
 	SSL_CTX *client_ctx;       /* https upstreams: trust anchors and our identity */
 	int verify_name;           /* check the server certificate names the host */
-	double connect_timeout;    /* seconds */
+	double connect_timeout;    /* seconds: TCP connection of a new connection */
+	double tls_timeout;        /* seconds: its TLS handshake, once the TCP connection is up */
 	double response_timeout;
 	double down_hold;
 	size_t max_answer;         /* bytes of answer body accepted */

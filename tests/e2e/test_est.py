@@ -72,7 +72,7 @@ return {
   tls = { cert = "%(d)s/server.pem", key = "%(d)s/server.key", device_ca = "%(d)s/clientca.pem" },
   identity = %(identity)s,
   users = { ["dev-basic"] = "%(hash)s" },
-  timeouts = { connect = 1, response = %(response)s },
+  timeouts = { connect = 1, tls = 0.6, response = %(response)s },
   retry_after = 42,
   down_hold = 0,
   cacerts_cache = 1,
@@ -85,6 +85,8 @@ return {
     down  = { upstreams = { "https://127.0.0.1:%(dead)d/.well-known/est" }, trust = "%(d)s/ca.pem" },
     hang  = { upstreams = { "https://127.0.0.1:%(hang)d/.well-known/est", "https://127.0.0.1:%(ca)d/.well-known/est" },
               trust = "%(d)s/ca.pem" },
+    synhang = { upstreams = { "https://127.0.0.1:%(synhang)d/.well-known/est", "https://127.0.0.1:%(ca)d/.well-known/est" },
+                trust = "%(d)s/ca.pem" },
     v6    = { upstreams = { "https://[::1]:%(ca6)d/.well-known/est" }, trust = "%(d)s/ca.pem" },
     upbasic = { upstreams = { "https://127.0.0.1:%(cab)d/.well-known/est" }, trust = "%(d)s/ca.pem",
                 upstream_auth = { user = "ra-user", password_file = "%(d)s/up.pass" } },
@@ -119,6 +121,19 @@ class EstTest(unittest.TestCase):
         cls.hang = socket.socket()
         cls.hang.bind(("127.0.0.1", 0))
         cls.hang.listen(16)
+        # a listener whose accept queue is full: further SYNs are dropped, TCP never connects
+        cls.synhang = socket.socket()
+        cls.synhang.bind(("127.0.0.1", 0))
+        cls.synhang.listen(0)
+        cls.synhang_fill = []
+        for _ in range(3):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(cls.synhang.getsockname())
+            except BlockingIOError:
+                pass
+            cls.synhang_fill.append(s)
         cls.ca6 = None
         try:
             probe = socket.socket(socket.AF_INET6)
@@ -139,6 +154,8 @@ class EstTest(unittest.TestCase):
         cls.ca.stop()
         cls.ca_basic.stop()
         cls.hang.close()
+        for s in cls.synhang_fill + [cls.synhang]:
+            s.close()
         if cls.ca6:
             cls.ca6.stop()
         shutil.rmtree(cls.d, ignore_errors=True)
@@ -150,7 +167,7 @@ class EstTest(unittest.TestCase):
         if identity is None:
             identity = '{ cert = "%s/appliance.pem", key = "%s/appliance.key", passphrase_file = "%s/appliance.pass" }' % (d, d, d)
         return EST_LUA % dict(port=cls.est_port, d=d, ca=cls.ca.port, cab=cls.ca_basic.port, dead=cls.dead, response=response,
-                              hang=cls.hang.getsockname()[1], ca6=cls.ca6_port,
+                              hang=cls.hang.getsockname()[1], synhang=cls.synhang.getsockname()[1], ca6=cls.ca6_port,
                               hash=pbkdf2_hash(password), vpn_domain=vpn_domain, identity=identity)
 
     @classmethod
@@ -464,14 +481,20 @@ class EstTest(unittest.TestCase):
             self.assertEqual(status, 200, head)
         self.assertEqual(len(self.ca.requests()), 3)
 
-    def test_connect_timeout_fails_over(self):
-        body = self.csr("hang", "-algorithm", "ED25519")
-        t0 = time.time()
-        status, head, _ = self.curl(self.url("hang", "simpleenroll"), body=body)
-        self.assertEqual(status, 200, head)
-        self.assertLess(time.time() - t0, 2.7)  # connect timeout 1 s, then the live CA (response timeout is 3 s)
-        self.assertIn(str(self.ca.port), self.audit(lambda r: r.get("label") == "hang")[-1]["upstream"])
-        self.assertIn("did not complete the connection in 1.0 s", self.eg.log())
+    def test_connect_and_tls_timeouts_fail_over(self):
+        # timeouts.connect = 1: an upstream whose TCP connection never completes is left after 1 s;
+        # timeouts.tls = 0.6: one that accepts TCP and never answers the handshake after 0.6 s more
+        for label, phase, limit, lo, hi in (("synhang", "TCP connection", "1.0", 0.9, 2.2),
+                                            ("hang", "TLS handshake", "0.6", 0.55, 1.6)):
+            body = self.csr(label, "-algorithm", "ED25519")
+            t0 = time.time()
+            status, head, _ = self.curl(self.url(label, "simpleenroll"), body=body)
+            took = time.time() - t0
+            self.assertEqual(status, 200, head)
+            self.assertGreater(took, lo, label)
+            self.assertLess(took, hi, label)  # then the live CA (response timeout is 3 s)
+            self.assertIn(str(self.ca.port), self.audit(lambda r, l=label: r.get("label") == l)[-1]["upstream"])
+            self.assertIn("did not complete the %s in %s s" % (phase, limit), self.eg.log())
 
     def test_ipv6_literal_upstream(self):
         if not self.ca6:
