@@ -204,6 +204,11 @@ static void backend_reply_cb(const struct eg_cmp_backend_answer *r, void *arg)
 		cmp_fail(call, EG_CMP_R_UPSTREAM_TIMEOUT, "the CA took the message and did not answer in time", NULL);
 		return;
 	}
+	if (r->result == EG_CMP_BACKEND_BROKEN_ANSWER) {
+		/* RFC 6712 has no CMP answer for this: the CA has the message and its answer is lost */
+		http_fail(call, 500, "upstream-broken", "the CA's answer failed part-way");
+		return;
+	}
 	if (r->result == EG_CMP_BACKEND_DOWN) {
 		cmp_fail(call, EG_CMP_R_UPSTREAM_DOWN, r->tried ? "no upstream CA answered" : "every upstream CA is marked down",
 			 NULL);

@@ -34,7 +34,8 @@ static void http_reply_cb(const struct eg_upstream_reply *r, void *arg)
 	free(arg);
 	struct eg_cmp_backend_answer a = {
 		.result = r->result == EG_UPSTREAM_ANSWERED ? EG_CMP_BACKEND_ANSWERED
-			  : r->result == EG_UPSTREAM_NO_ANSWER ? EG_CMP_BACKEND_NO_ANSWER : EG_CMP_BACKEND_DOWN,
+			  : r->result == EG_UPSTREAM_NO_ANSWER ? EG_CMP_BACKEND_NO_ANSWER
+			  : r->result == EG_UPSTREAM_BROKEN_ANSWER ? EG_CMP_BACKEND_BROKEN_ANSWER : EG_CMP_BACKEND_DOWN,
 		.upstream = r->upstream, .tried = r->tried,
 	};
 	if (r->result == EG_UPSTREAM_ANSWERED) {

@@ -19,6 +19,7 @@ enum eg_cmp_backend_result {
 	EG_CMP_BACKEND_ANSWERED,   /* the CA answered (any HTTP status) */
 	EG_CMP_BACKEND_DOWN,       /* the CA could not be reached (the message did not get there) */
 	EG_CMP_BACKEND_NO_ANSWER,  /* the message went out and no answer came in time */
+	EG_CMP_BACKEND_BROKEN_ANSWER, /* the CA began its answer and it failed part-way */
 };
 
 struct eg_cmp_backend_answer {

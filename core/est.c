@@ -342,6 +342,11 @@ static void upstream_reply_cb(const struct eg_upstream_reply *r, void *arg)
 		call_fail(call, conf->err_upstream_timeout.status, "upstream-timeout", conf->err_upstream_timeout.text);
 		return;
 	}
+	if (r->result == EG_UPSTREAM_BROKEN_ANSWER) {
+		/* the CA has the request and its answer is lost: a malformed answer to the device */
+		call_fail(call, conf->err_bad_answer.status, "upstream-broken", conf->err_bad_answer.text);
+		return;
+	}
 	if (r->result == EG_UPSTREAM_DOWN) {
 		/* cacerts while every upstream is down: the last good answer, whatever its age */
 		char label[sizeof(call->label->name)];

@@ -73,6 +73,7 @@ struct upstream_req {
 	const char *setup_timeout;     /* "TCP connection" or "TLS handshake": what did not finish in time */
 	double attempt_start;          /* when the new connection of this attempt was started */
 	double tcp_up_at;              /* when its TCP connection was first seen established, or 0 */
+	int answer_started;            /* the attempt's response head has come in */
 	int uerr_set;
 	enum evhttp_request_error uerr;
 	struct evhttp_connection *uconn;  /* the attempt in progress */
@@ -332,6 +333,14 @@ static void error_cb(enum evhttp_request_error err, void *arg)
 	r->uerr_set = 1;
 }
 
+/* evhttp has read the head of the response: from here a failure is a broken answer. */
+static int header_cb(struct evhttp_request *ureq, void *arg)
+{
+	(void)ureq;
+	((struct upstream_req *)arg)->answer_started = 1;
+	return 0;
+}
+
 static const char *error_text(const struct upstream_req *r)
 {
 	if (r->setup_timeout)
@@ -359,6 +368,13 @@ static void done_cb(struct evhttp_request *ureq, void *arg)
 	if (r->connect_timer)
 		evtimer_del(r->connect_timer);
 	release_conn(r, code != 0);
+	if (code == 0 && r->answer_started && r->body) {
+		/* it answered, then failed: the request has been acted on, so it goes nowhere else (a
+		 * request without a body, a GET, is asked of the next upstream as any failure is) */
+		eg_log(EG_LOG_WARN, r->u->area, "upstream %s %s while sending its answer", up->url, error_text(r));
+		finish(r, EG_UPSTREAM_BROKEN_ANSWER, NULL);
+		return;
+	}
 	if (code == 0 && r->reused && !r->fresh_retry && !timed_out) {
 		/* a kept-alive connection the server had given up on: the same upstream once more, fresh */
 		r->fresh_retry = 1;
@@ -511,7 +527,9 @@ static void try_next(struct upstream_req *r)
 			slot = pool_adopt(u, conn, up->url, ctx);
 		}
 		evhttp_request_set_error_cb(ureq, error_cb);
+		evhttp_request_set_header_cb(ureq, header_cb);
 		r->uerr_set = 0;
+		r->answer_started = 0;
 		struct evkeyvalq *oh = evhttp_request_get_output_headers(ureq);
 		char hosthdr[300], path[520];
 		if ((up->tls && up->port == 443) || (!up->tls && up->port == 80))

@@ -55,6 +55,9 @@ enum eg_upstream_result {
 	EG_UPSTREAM_ANSWERED,      /* an HTTP response came back (any status) */
 	EG_UPSTREAM_DOWN,          /* no upstream could be reached (or all are marked down) */
 	EG_UPSTREAM_NO_ANSWER,     /* the request with a body went out and no answer came in time */
+	EG_UPSTREAM_BROKEN_ANSWER, /* the answer to a request with a body began (its head came in)
+				    * and then failed: cut off, too large, or stalled mid-body. Not
+				    * sent anywhere again: the server had the request and acted on it */
 };
 
 struct eg_upstream_reply {

@@ -547,6 +547,13 @@ class EstTest(unittest.TestCase):
             status, head, _ = self.curl(self.url("", "simpleenroll"), body=body)
             self.assertEqual(status, 200, head)
             self.assertIn("content-type: application/pkcs7-mime; smime-type=certs-only", head.lower())
+            before = len(self.ca.requests())
+            self.ca.mode("cutoff")  # the answer breaks off: 502, and the request is not sent again
+            status, head, out = self.curl(self.url("", "simpleenroll"), body=body)
+            self.assertEqual(status, 502, head)
+            self.assertIn(b"not a PKCS#7", out)  # policies.errors est_upstream_bad_answer
+            self.assertEqual(len(self.ca.requests()), before + 1)
+            self.assertEqual(self.audit(lambda r: r.get("op") == "simpleenroll")[-1]["result"], "upstream-broken")
             self.ca.mode("fail")
             status, _, _ = self.curl(self.url("", "simpleenroll"), body=body)
             self.assertEqual(status, 500)  # the CA's own refusal, relayed

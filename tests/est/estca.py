@@ -50,6 +50,8 @@ Commands
                 until the client closes it
         junk    200 application/pkcs7-mime with body "not base64 !!!"
         untyped issues as "ok" does, but the 200 answer has no Content-Type
+        cutoff  200 whose head promises 400 bytes; 10 of them are sent, then
+                the connection is closed
 
       Control channel (--control-port CP, plain HTTP on the same host):
         POST /mode   {"mode": "retry", "retry_after": 7, "scope": "enroll"}
@@ -90,7 +92,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 EST_PREFIX = "/.well-known/est/"
-MODES = ("ok", "retry", "fail", "silent", "junk", "untyped")
+MODES = ("ok", "retry", "fail", "silent", "junk", "untyped", "cutoff")
 SCOPES = ("enroll", "all")
 ENROLL_OPS = ("simpleenroll", "simplereenroll")
 # The HTTP method each known EST operation takes.
@@ -582,6 +584,16 @@ class ESTHandler(http.server.BaseHTTPRequestHandler):
                 return self._reply(500, "estca: failing on purpose (mode fail)")
             if mode == "silent":
                 return self._hold_silently()
+            if mode == "cutoff":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/pkcs7-mime")
+                self.send_header("Content-Length", "400")
+                self.end_headers()
+                self.wfile.write(b"MIIBxjCCAW")
+                self.wfile.flush()
+                self.close_connection = True
+                self.server.state.set_status(self.rec, 200)
+                return None
             if mode == "junk":
                 return self._reply(200, JUNK_BODY, "application/pkcs7-mime",
                                    headers=[("Content-Transfer-Encoding", "base64")])

@@ -47,7 +47,8 @@ EOF
 openssl ca -config "$P/ca.cnf" -revoke "$P/revoked.crt" 2>/dev/null
 openssl ca -config "$P/ca.cnf" -gencrl -out "$P/crl.pem" 2>/dev/null
 
-# ---- mock CAs: 8082 answers at once, 8083 makes the client poll once; 8084 accepts and never answers ----
+# ---- mock CAs: 8082 answers at once, 8083 makes the client poll once; 8084 accepts and never answers;
+# 8085 reads the message, counts it, sends the head of an answer and 10 of its 400 bytes, and closes ----
 MOCK=(-srv_ref 1234 -srv_secret pass:test1234 -srv_cert "$P/srv.crt" -srv_key "$P/srv.key"
       -srv_trusted "$P/root.crt" -rsp_cert "$P/new.crt" -rsp_capubs "$P/root.crt" -accept_unprotected)
 eg_bg mock openssl cmp -port 8082 "${MOCK[@]}"
@@ -59,9 +60,26 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 8084)); s.listen(16); held = []
 while True:
     c, _ = s.accept(); held.append(c)'
+eg_bg cutoff python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8085)); s.listen(16); n = 0
+while True:
+    c, _ = s.accept(); data = b""
+    while b"\r\n\r\n" not in data:
+        data += c.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
+    while len(body) < length:
+        body += c.recv(65536)
+    n += 1; print("received", n, flush=True)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/pkixcmp\r\nContent-Length: 400\r\n\r\n" + b"0" * 10)
+    c.close()'
+CUTOFF_LOG=$EG_T/cutoff.log
 eg_wait_listen 8082 10 "$MOCK_PID"
 eg_wait_listen 8083 10
 eg_wait_listen 8084 10
+eg_wait_listen 8085 10
 
 # ---- enrollgate with cmp.lua ----
 C=$EG_T/conf
@@ -88,6 +106,7 @@ return {
     dead = { upstreams = { "http://127.0.0.1:9/pkix/" }, mac = { ["1234"] = "test1234" } },
     failover = { upstreams = { "http://127.0.0.1:9/pkix/", mock[1] }, mac = { ["1234"] = "test1234" } },
     silent = { upstreams = { "http://127.0.0.1:8084/pkix/" }, mac = { ["1234"] = "test1234" } },
+    cutoff = { upstreams = { "http://127.0.0.1:8085/pkix/", mock[1] }, mac = { ["1234"] = "test1234" } },
   },
   on_message = require("policies.cmp").policy{ aliases = { ["*"] = {} } },
 }
@@ -198,6 +217,17 @@ refused silent systemUnavail "CA did not answer in time" .well-known/cmp/p/silen
 took=$(python3 -c "print(round($(date +%s.%N) - $t0, 1))")
 python3 -c "import sys; sys.exit(0 if $took < 8 else 1)" || eg_fail "silent CA: the answer took ${took}s (response timeout 2 s)"
 eg_ok "silent CA answered as systemUnavail after ${took}s"
+# a CA whose answer breaks off: HTTP 500, and the message is not sent to the alias' second CA
+eg_run 20 openssl cmp -server 127.0.0.1:8082 -path pkix/ -cmd genm "${MAC[@]}" -infotype signKeyPairTypes \
+  -reqout "$EG_T/genm.der" >"$EG_T/genm.log" 2>&1 || eg_fail "genm for the cut-off CA: $(tail -n 3 "$EG_T/genm.log")"
+want=$((want + 1))   # (made against the mock itself)
+before=$(mock_count mock)
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/pkixcmp' --data-binary @"$EG_T/genm.der" \
+  http://127.0.0.1:8829/.well-known/cmp/p/cutoff)
+[[ $code == 500 ]] || eg_fail "answer cut off: HTTP $code, not 500"
+[[ $(grep -c received "$CUTOFF_LOG") -eq 1 ]] || eg_fail "answer cut off: the cut-off CA got $(grep -c received "$CUTOFF_LOG") messages"
+[[ $(mock_count mock) -eq $before ]] || eg_fail "answer cut off: the message went on to the second CA"
+eg_ok "an answer cut off part-way: HTTP 500, sent to no other CA"
 
 # ---- HTTP level ----
 code=$(curl -s -o "$EG_T/junk.der" -w '%{http_code} %{content_type}' -H 'Content-Type: application/pkixcmp' \
