@@ -294,10 +294,16 @@ static int check_protection(struct cmp_call *call, char *detail, size_t cap)
 			snprintf(detail, cap, "signature protection is not accepted for this alias");
 			return EG_CMP_R_PROTECTION_NOT_ALLOWED;
 		}
-		const char *r = eg_cmp_check_signature(m, eg_cmp_alias_trust(a), detail, cap);
+		const char *crl_error;
+		X509_STORE *trust = eg_cmp_alias_trust(a, &crl_error);
+		const char *r = eg_cmp_check_signature(m, trust, detail, cap);
 		call->signer = eg_cmp_signer(m);
 		if (r)
 			return reason_of(r);
+		if (crl_error) {   /* the old CRLs accept the signer; the newer ones cannot be read */
+			snprintf(detail, cap, "%s", crl_error);
+			return EG_CMP_R_REVOCATION_UNKNOWN;
+		}
 		call->protection = "signature";
 		return -1;
 	}

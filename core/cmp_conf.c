@@ -489,8 +489,9 @@ const struct eg_cmp_mac_key *eg_cmp_alias_mac_key(const struct eg_cmp_alias *a, 
 	return NULL;
 }
 
-X509_STORE *eg_cmp_alias_trust(struct eg_cmp_alias *a)
+X509_STORE *eg_cmp_alias_trust(struct eg_cmp_alias *a, const char **crl_error)
 {
+	*crl_error = a->crl_error[0] ? a->crl_error : NULL;
 	if (!a->trust || !a->crls[0])
 		return a->trust;
 	double now = mono();
@@ -498,18 +499,26 @@ X509_STORE *eg_cmp_alias_trust(struct eg_cmp_alias *a)
 		return a->trust;
 	a->crl_checked_at = now;
 	time_t m = crl_mtime(a->crls);
-	if (m == a->crl_mtime)
+	if (m == a->crl_mtime && !a->crl_error[0])
 		return a->trust;
 	char why[600];
 	X509_STORE *fresh = eg_cmp_trust_store(a->issuers, a->crls, why, sizeof(why));
 	if (!fresh) {
-		/* keep the CRLs we have (a half-written file is read again at the next look) */
-		eg_log(EG_LOG_WARN, "cmp", "alias '%s': CRLs not re-read: %s", a->name, why);
+		/* newer revocation data that cannot be read (a half-written file, a broken one): the
+		 * old CRLs could say "good" for a signer the new ones revoke. Unknown until a re-read
+		 * works; tried again at every look. */
+		if (!a->crl_error[0])
+			eg_log(EG_LOG_WARN, "cmp", "alias '%s': CRLs changed and cannot be re-read (revocation unknown "
+			       "until they can): %s", a->name, why);
+		snprintf(a->crl_error, sizeof(a->crl_error), "the CRLs changed and cannot be re-read: %.250s", why);
+		*crl_error = a->crl_error;
 		return a->trust;
 	}
 	X509_STORE_free(a->trust);
 	a->trust = fresh;
 	a->crl_mtime = m;
+	a->crl_error[0] = '\0';
+	*crl_error = NULL;
 	eg_log(EG_LOG_INFO, "cmp", "alias '%s': CRLs re-read from %s", a->name, a->crls);
 	return a->trust;
 }

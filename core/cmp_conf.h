@@ -54,6 +54,7 @@ struct eg_cmp_alias {
 	X509_STORE *trust;
 	double crl_checked_at;
 	time_t crl_mtime;
+	char crl_error[300];          /* why the changed CRLs could not be re-read, or "" */
 };
 
 /* Internal reasons a message is refused for; policies.errors maps each (map.cmp_<reason>) to
@@ -106,7 +107,9 @@ struct eg_cmp_alias *eg_cmp_conf_alias(const struct eg_cmp_conf *c, const char *
 const struct eg_cmp_mac_key *eg_cmp_alias_mac_key(const struct eg_cmp_alias *a, const unsigned char *kid, size_t n);
 
 /* The alias' signature trust store, the CRLs re-read first if their files changed (looked at
- * most every crl_refresh seconds). NULL when no issuers are configured. */
-X509_STORE *eg_cmp_alias_trust(struct eg_cmp_alias *a);
+ * most every crl_refresh seconds). NULL when no issuers are configured. *crl_error is NULL, or
+ * why the CRL files changed and could not be re-read: the store then still holds the old CRLs,
+ * and a signer they accept has an unknown revocation status. */
+X509_STORE *eg_cmp_alias_trust(struct eg_cmp_alias *a, const char **crl_error);
 
 #endif

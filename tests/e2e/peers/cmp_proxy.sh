@@ -46,6 +46,7 @@ default_crl_days = 2
 EOF
 openssl ca -config "$P/ca.cnf" -revoke "$P/revoked.crt" 2>/dev/null
 openssl ca -config "$P/ca.cnf" -gencrl -out "$P/crl.pem" 2>/dev/null
+cp "$P/crl.pem" "$P/crl-b.pem"
 
 # ---- mock CAs: 8082 answers at once, 8083 makes the client poll once; 8084 accepts and never answers;
 # 8085 reads the message, counts it, sends the head of an answer and 10 of its 400 bytes, and closes ----
@@ -100,6 +101,8 @@ return {
             signature = { issuers = "$P/root.crt", crls = "$P/crl.pem" } },
     poll = { upstreams = { "http://127.0.0.1:8083/pkix/" }, protection = { "mac" }, mac = { ["1234"] = "test1234" } },
     nochain = { upstreams = mock, protection = { "signature" } },
+    crlbroken = { upstreams = mock, protection = { "signature" },
+                  signature = { issuers = "$P/root.crt", crls = "$P/crl-b.pem", crl_refresh = 1 } },
     nocrl = { upstreams = mock, protection = { "signature" },
               signature = { issuers = "$P/root.crt", crls = "$P/no-crls-yet/" } },
     ironly = { upstreams = mock, types = { "ir", "certConf" }, mac = { ["1234"] = "test1234" } },
@@ -204,6 +207,18 @@ refused stranger badRequest "not trusted" .well-known/cmp/p/sig -cmd cr -cert "$
 refused revoked badRequest "revoked" .well-known/cmp/p/sig -cmd cr -cert "$P/revoked.crt" -key "$P/revoked.key" \
   -trusted "$P/root.crt" "${REQ[@]}"
 refused no-crl systemUnavail "revocation status" .well-known/cmp/p/nocrl -cmd cr "${SIG[@]}" "${REQ[@]}"
+# CRLs that change into something unreadable: revocation unknown (not the old CRLs' "good") until
+# a readable CRL is back; both noticed within crl_refresh (1 s)
+cmpc crlb1 .well-known/cmp/p/crlbroken -cmd cr "${SIG[@]}" "${REQ[@]}" -certout "$EG_T/crlb1.crt" ||
+  eg_fail "cr with the CRL readable: $(tail -n 5 "$EG_T/crlb1.log")"
+printf -- '-----BEGIN X509 CRL-----\nMIIB\n' >"$P/crl-b.pem"; sleep 1.3
+refused crl-unreadable systemUnavail "revocation status" .well-known/cmp/p/crlbroken -cmd cr "${SIG[@]}" "${REQ[@]}"
+grep -q "CRLs changed and cannot be re-read" "$PROXY_LOG" || eg_fail "crl-unreadable: no warning in the log"
+cp "$P/crl.pem" "$P/crl-b.pem"; touch -d '+2 seconds' "$P/crl-b.pem"; sleep 1.3
+cmpc crlb2 .well-known/cmp/p/crlbroken -cmd cr "${SIG[@]}" "${REQ[@]}" -certout "$EG_T/crlb2.crt" ||
+  eg_fail "cr with the CRL readable again: $(tail -n 5 "$EG_T/crlb2.log")"
+want=$((want + 4))   # the two cr transactions that passed (cr + certConf each)
+eg_ok "CRLs that changed and cannot be read: systemUnavail until readable CRLs are back"
 refused no-chains systemUnavail "no issuers configured" .well-known/cmp/p/nochain -cmd cr "${SIG[@]}" "${REQ[@]}"
 refused weak-key badRequest "RSA key size 1024" .well-known/cmp/p/mac -cmd ir "${MAC[@]}" -newkey "$P/weak.key" -subject /CN=device1
 refused type-not-allowed badRequest "message type not accepted" .well-known/cmp/p/ironly -cmd genm "${MAC[@]}" -infotype signKeyPairTypes
