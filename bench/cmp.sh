@@ -3,7 +3,9 @@
 # and through enrollgate's CMP proxy (MAC check, policy hook, relay), in one run with the same
 # message: a MAC-protected genm (one round trip; the mock answers the same message again and again).
 # Prints "metric value unit" lines and the ratios. Runs in a private network namespace (the mock
-# binds every interface; needs root). env: SECONDS_PER_RUN=10 THREADS=2 DEPS=1 BUILD=1.
+# binds every interface; needs root). env: SECONDS_PER_RUN=10 THREADS=8 PIN=1 DEPS=1 BUILD=1.
+# THREADS=8: enough messages in flight to saturate the direct path and the relayed one alike
+# (with 2 in flight the relayed run is bound by each exchange's latency, not by anyone's CPU).
 set -euo pipefail
 B=$(cd "$(dirname "$0")" && pwd); SRC=$(dirname "$B")
 # shellcheck source=bench/lib/profile.sh
@@ -16,7 +18,7 @@ if [ "${1:-}" != inner ]; then
   exec unshare -n -- "$0" inner
 fi
 ip link set lo up
-SECS=${SECONDS_PER_RUN:-10}; THREADS=${THREADS:-2}
+SECS=${SECONDS_PER_RUN:-10}; THREADS=${THREADS:-8}
 PY=/usr/bin/python3; EG=$SRC/build-bench/enrollgate
 W=$(mktemp -d "${TMPDIR:-/tmp}/eg-cmp-bench.XXXXXX")
 PIDS=()

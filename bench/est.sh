@@ -2,7 +2,8 @@
 # bench/est.sh — EST enrollments per second and latency, directly against the test EST CA
 # (tests/est/estca.py) and through enrollgate's EST registration authority, in one run with the
 # same CSR mix (RSA 2048, EC P-256, EC P-384, Ed25519). Prints "metric value unit" lines and the
-# ratios. Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 DEPS=1 BUILD=1 (0 skips apt / build).
+# ratios. Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 PIN=1 DEPS=1 BUILD=1 (0 skips apt /
+# build). The load: bench/lib/post_load.c; placement: bench/lib/profile.sh.
 set -euo pipefail
 B=$(cd "$(dirname "$0")" && pwd); SRC=$(dirname "$B")
 # shellcheck source=bench/lib/profile.sh
