@@ -1,7 +1,8 @@
 /* proxy.c: one client connection of the forward proxy, from request head to response end.
  *
  * A connection owns a client bufferevent and at most one upstream bufferevent (kept alive
- * and reused while requests go to the same host:port). Each request holds a reference on
+ * and reused while requests go to the same host:port; when the client leaves, a clean idle
+ * upstream goes to the shared origin pool, origin_pool.h). Each request holds a reference on
  * the policy generation that decided it until its response ends. Bodies are streamed in
  * both directions with evbuffer moves (no copies) and back-pressure through watermarks.
  * CONNECT requests become tunnels (tunnel.c). */
@@ -23,6 +24,7 @@
 #include <event2/util.h>
 
 #include "log.h"
+#include "origin_pool.h"
 #include "pipe_relay.h"
 
 #define MAX_RESPONSE_HEAD (64 * 1024)
@@ -129,7 +131,23 @@ static void free_upstream(struct eg_conn *c)
 		c->ubev = NULL;
 	}
 	c->up_reusable = 0;
+	c->up_idle = 0;
 	c->up_host[0] = '\0';
+}
+
+/* The client is done with its upstream: a clean idle one (its last response ended, nothing
+ * pending either way, no authentication on it) goes to the shared origin pool, any other is
+ * closed. */
+static void release_upstream(struct eg_conn *c)
+{
+	if (c->ubev && c->up_reusable && c->up_idle && !c->up_private && !c->is_connect && c->srv->origins &&
+	    !c->srv->draining && evbuffer_get_length(bufferevent_get_input(c->ubev)) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(c->ubev)) == 0) {
+		eg_origin_pool_put(c->srv->origins, c->ubev, c->up_host, c->up_port, (struct sockaddr *)&c->up_addr,
+				   c->up_addrlen);
+		c->ubev = NULL;
+	}
+	free_upstream(c);
 }
 
 /* Per-request state (proxy.h): at most EG_REQ_STATE_KEEP free ones are kept for reuse, so a
@@ -170,6 +188,8 @@ void eg_conn_put_req_state(struct eg_conn *c)
 
 void eg_proxy_free_pools(struct eg_server *srv)
 {
+	eg_origin_pool_free(srv->origins);
+	srv->origins = NULL;
 	while (srv->req_state_free) {
 		struct eg_req_state *n = srv->req_state_free->next_free;
 		free(srv->req_state_free);
@@ -204,7 +224,7 @@ void eg_conn_free(struct eg_conn *c)
 	if (c->state == EG_ST_TUNNEL || c->state == EG_ST_SNI)
 		srv->metrics.active_tunnels--;
 	end_request(c);
-	free_upstream(c);
+	release_upstream(c);
 	if (c->cbev)
 		bufferevent_free(c->cbev);
 	if (c->timer)
@@ -465,6 +485,7 @@ void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, i
 
 void eg_proxy_close_idle(struct eg_server *srv)
 {
+	eg_origin_pool_clear(srv->origins);
 	while (srv->idle_head) {
 		struct eg_conn *c = srv->idle_head;
 		if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0) {
@@ -732,10 +753,28 @@ static void process_head(struct eg_conn *c)
 			eg_conn_send_error(c, c->verdict.status, c->verdict.reason);
 			return;
 		}
+		c->up_reused = 1;
 		eg_conn_start_forward(c);
 		return;
 	}
-	free_upstream(c);
+	release_upstream(c);
+	if (!c->is_connect &&
+	    (c->ubev = eg_origin_pool_take(c->srv->origins, dest_host(c), dest_port(c), &c->up_addr, &c->up_addrlen))) {
+		/* an idle connection another client left: the same checks as a kept-alive one */
+		snprintf(c->up_host, sizeof(c->up_host), "%s", dest_host(c));
+		c->up_port = dest_port(c);
+		c->up_reusable = 1;
+		c->up_private = 0;
+		c->up_reused = 1;
+		eg_policy_check_addr(c->pol, (struct sockaddr *)&c->up_addr, dest_port(c), &c->verdict);
+		if (!c->verdict.allow) {
+			free_upstream(c);
+			eg_conn_send_error(c, c->verdict.status, c->verdict.reason);
+			return;
+		}
+		eg_conn_start_forward(c);
+		return;
+	}
 	resolve_and_connect(c);
 }
 
@@ -808,6 +847,8 @@ static void connect_next(struct eg_conn *c)
 		}
 		eg_bev_tune(c->ubev);
 		bufferevent_setcb(c->ubev, upstream_read_cb, NULL, upstream_event_cb, c);
+		c->up_reused = 0;
+		c->up_private = 0;
 		c->state = EG_ST_CONNECTING;
 		arm_timer(c, s->connect_timeout);
 		if (bufferevent_socket_connect(c->ubev, (struct sockaddr *)&c->up_addr, c->up_addrlen) < 0) {
@@ -902,6 +943,10 @@ void eg_conn_start_forward(struct eg_conn *c)
 	c->resp_head_done = 0;
 	c->resp_done = 0;
 	c->client_close = c->rs->head.conn_close || c->cbev_eof;
+	c->up_idle = 0;
+	for (int i = 0; i < c->rs->head.nheaders && !c->up_private; i++)
+		if (eg_slice_ieq(c->rs->head.headers[i].name, "authorization"))
+			c->up_private = 1; /* a login may be bound to the connection (NTLM, Negotiate) */
 	bufferevent_setcb(c->ubev, upstream_read_cb, upstream_write_cb, upstream_event_cb, c);
 	bufferevent_setwatermark(c->ubev, EV_WRITE, HIGH_WATER / 2, 0);
 	bufferevent_setwatermark(c->ubev, EV_READ, 0, 0);
@@ -1127,9 +1172,12 @@ static void response_complete(struct eg_conn *c)
 	end_request(c);
 	if (!c->up_reusable)
 		free_upstream(c);
+	else
+		c->up_idle = 1;
 	/* a client that half-closed may have pipelined more requests before its end: answer them */
 	int more = c->cbev_eof && !c->rs->head.conn_close && evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0;
 	if (c->client_close && !more) {
+		release_upstream(c); /* now, not once the last bytes are flushed to the client */
 		eg_conn_close_after_flush(c);
 		return;
 	}
@@ -1180,6 +1228,8 @@ static int handle_response_head(struct eg_conn *c, struct evbuffer *in)
 		c->resp_remaining = r->content_length;
 		eg_chunked_init(&c->resp_chunk);
 		c->up_reusable = !r->conn_close && r->body != EG_BODY_UNTIL_CLOSE;
+		if (r->status == 401 || r->status == 407)
+			c->up_private = 1; /* an authentication exchange may be under way on it */
 		if (r->body == EG_BODY_UNTIL_CLOSE || (r->body == EG_BODY_CHUNKED && c->rs->head.version_minor == 0))
 			c->client_close = 1;
 		write_response_head(c, r, raw);
@@ -1273,6 +1323,16 @@ static void upstream_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* GET, HEAD, OPTIONS, TRACE: methods a client may expect to be sent again (RFC 9110 9.2.2). */
+static int safe_to_resend(const struct eg_conn *c)
+{
+	static const char *const safe[] = { "GET", "HEAD", "OPTIONS", "TRACE" };
+	for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
+		if (strcmp(c->method, safe[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct eg_conn *c = arg;
@@ -1300,6 +1360,15 @@ static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		c->up_reusable = 0;
 		c->client_close = 1;
 		response_complete(c);
+		return;
+	}
+	if (!c->resp_head_done && c->up_reused && c->req_body == EG_BODY_NONE && safe_to_resend(c) &&
+	    evbuffer_get_length(bufferevent_get_input(c->ubev)) == 0) {
+		/* a kept-alive connection the origin closed as the request went out, before any answer
+		 * byte: a request without a body and a safe method goes once more, on a new connection */
+		free_upstream(c);
+		c->up_reused = 0;
+		resolve_and_connect(c);
 		return;
 	}
 	if (!c->resp_head_done) {

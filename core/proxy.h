@@ -77,6 +77,9 @@ struct eg_conn {
 	char up_host[256];
 	uint16_t up_port;
 	int up_reusable;
+	unsigned up_idle : 1;      /* the upstream is between requests (its last response ended) */
+	unsigned up_reused : 1;    /* the current request went over a connection used before */
+	unsigned up_private : 1;   /* it carried authentication: never shared (origin_pool.h) */
 
 	/* bodies */
 	enum eg_body_kind req_body, resp_body;

@@ -20,6 +20,7 @@
 #include "cmp.h"
 #include "est.h"
 #include "log.h"
+#include "origin_pool.h"
 
 int eg_parse_listen_addr(const char *s, struct sockaddr_storage *ss, int *len)
 {
@@ -390,6 +391,7 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 		snprintf(srv->boot.admin, sizeof(srv->boot.admin), "%s", admin_override);
 
 	srv->dns = evdns_base_new(srv->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	srv->origins = eg_origin_pool_new();
 	if (!srv->dns)
 		return -1;
 	dns_configure(srv, &first->settings, 0);

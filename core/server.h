@@ -58,6 +58,7 @@ struct eg_server {
 	struct eg_metrics metrics;
 	struct eg_conn *idle_head; /* connections waiting for a request (closed on drain) */
 	struct eg_req_state *req_state_free; /* free list of per-request state (proxy.c) */
+	struct eg_origin_pool *origins; /* idle origin connections shared between clients (proxy.c) */
 	int req_state_nfree;
 };
 

@@ -61,6 +61,7 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.requests.append((self.command, self.path, dict(self.headers)))
+        self.server.peers.append(self.client_address)  # which TCP connection carried it
         if self.path.startswith("/small"):
             self._send(200, b"x" * 100)
         elif self.path.startswith("/headers"):
@@ -92,6 +93,12 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(n))
             self.end_headers()
             self.wfile.write(random_bytes(n)[: n // 5])
+            self.close_connection = True
+        elif self.path.startswith("/then-close"):
+            # a complete answer that promises nothing about the connection, then the origin
+            # closes it anyway (as the openssl cmp mock does)
+            self._send(200, b"then-close")
+            self.wfile.flush()
             self.close_connection = True
         elif self.path.startswith("/slow"):
             time.sleep(0.3)
@@ -125,6 +132,7 @@ class Origin:
         self.httpd = QuietServer(("127.0.0.1", 0), OriginHandler)
         self.httpd.daemon_threads = True
         self.httpd.requests = []
+        self.httpd.peers = []
         if tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(tls_cert, tls_key)
@@ -136,6 +144,11 @@ class Origin:
     @property
     def requests(self):
         return self.httpd.requests
+
+    @property
+    def peers(self):
+        """(address, port) of the connection each GET/HEAD came on, in order."""
+        return self.httpd.peers
 
     def stop(self):
         self.httpd.shutdown()

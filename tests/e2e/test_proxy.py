@@ -236,6 +236,51 @@ class ProxyTest(unittest.TestCase):
         finally:
             s.close()
 
+    def test_origin_connections_shared_between_clients(self):
+        # clients that say Connection: close leave their clean idle upstream to the next client
+        origin = Origin()
+        try:
+            base = "http://localhost:%d" % origin.port
+            for _ in range(3):
+                self.assertEqual(proxy_get(self.eg.port, base + "/small")[0], 200)
+            self.assertEqual(len(origin.peers), 3)
+            self.assertEqual(len(set(origin.peers)), 1, origin.peers)  # one TCP connection for the three
+            # a request with Authorization: the connection it used is not handed on (a login may be
+            # bound to it); the next client gets a new one, which is shared again
+            self.assertEqual(proxy_get(self.eg.port, base + "/small", {"Authorization": "Basic eDp5"})[0], 200)
+            for _ in range(2):
+                self.assertEqual(proxy_get(self.eg.port, base + "/small")[0], 200)
+            p = origin.peers
+            self.assertEqual(p[3], p[0])
+            self.assertNotEqual(p[4], p[3], p)
+            self.assertEqual(p[5], p[4], p)
+            # another origin port is another key: never the same connection
+            other = Origin()
+            try:
+                self.assertEqual(proxy_get(self.eg.port, "http://localhost:%d/small" % other.port)[0], 200)
+                self.assertNotIn(other.peers[0], p)
+            finally:
+                other.stop()
+        finally:
+            origin.stop()
+
+    def test_origin_closing_kept_alive_connections_fails_no_request(self):
+        # the origin closes every connection after its answer without saying so: a pooled or
+        # kept-alive connection may be found closed as a request goes out; a GET is sent again
+        origin = Origin()
+        try:
+            url = "http://localhost:%d/then-close" % origin.port
+            for _ in range(20):
+                self.assertEqual(proxy_get(self.eg.port, url), (200, b"then-close"))
+            req = ("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % url).encode()
+            last = ("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % url).encode()
+            out = raw(self.eg.port, req * 5 + last)  # one client, kept alive
+            self.assertEqual(out.count(b"HTTP/1.1 200"), 6, out[:400])
+            self.assertEqual(len(origin.peers), 26)
+            self.assertEqual(len(set(origin.peers)), 26)  # every request had a connection of its own
+        finally:
+            origin.stop()
+
 
 class LogLevelTest(unittest.TestCase):
     def test_level_warn_keeps_only_warnings(self):
