@@ -1,7 +1,8 @@
 /* origin_pool.h: idle kept-alive origin connections of the forward proxy, shared between client
  * connections. A client that sends `Connection: close` (or goes away) leaves its upstream
  * connection here when the response ended cleanly; the next request for the same host:port,
- * from any client, takes it instead of connecting again. Only the transport is shared: every
+ * from any client, takes it instead of connecting again, if it is one that may be sent again on
+ * a new connection should this one turn out closed (a safe method without a body). Only the transport is shared: every
  * request is decided by the policy as before, and the connection's address is re-checked under
  * the request's generation. Connections that carried authentication are never put here
  * (proxy.c decides), so a connection-bound login (NTLM, Negotiate) stays with its client. */

@@ -648,6 +648,16 @@ static int dest_is_ip(const struct eg_conn *c)
 	return c->verdict.route_host[0] ? c->verdict.route_is_ip : c->target.host_is_ip;
 }
 
+/* GET, HEAD, OPTIONS, TRACE: methods a client may expect to be sent again (RFC 9110 9.2.2). */
+static int safe_to_resend(const struct eg_conn *c)
+{
+	static const char *const safe[] = { "GET", "HEAD", "OPTIONS", "TRACE" };
+	for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
+		if (strcmp(c->method, safe[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static void process_head(struct eg_conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->cbev);
@@ -758,7 +768,8 @@ static void process_head(struct eg_conn *c)
 		return;
 	}
 	release_upstream(c);
-	if (!c->is_connect &&
+	/* a shared connection only for a request that can be sent again should it turn out closed */
+	if (!c->is_connect && c->rs->head.body == EG_BODY_NONE && safe_to_resend(c) &&
 	    (c->ubev = eg_origin_pool_take(c->srv->origins, dest_host(c), dest_port(c), &c->up_addr, &c->up_addrlen))) {
 		/* an idle connection another client left: the same checks as a kept-alive one */
 		snprintf(c->up_host, sizeof(c->up_host), "%s", dest_host(c));
@@ -1321,16 +1332,6 @@ static void upstream_read_cb(struct bufferevent *bev, void *arg)
 			c->up_reusable = 0;
 		response_complete(c);
 	}
-}
-
-/* GET, HEAD, OPTIONS, TRACE: methods a client may expect to be sent again (RFC 9110 9.2.2). */
-static int safe_to_resend(const struct eg_conn *c)
-{
-	static const char *const safe[] = { "GET", "HEAD", "OPTIONS", "TRACE" };
-	for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
-		if (strcmp(c->method, safe[i]) == 0)
-			return 1;
-	return 0;
 }
 
 static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)

@@ -113,6 +113,7 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self._read_body()
         self.server.requests.append((self.command, self.path, dict(self.headers)))
+        self.server.peers.append(self.client_address)
         if self.path.startswith("/slow"):
             time.sleep(0.5)  # an answer that takes longer than a short idle_timeout
         self._send(200, body, "application/octet-stream")
@@ -147,7 +148,7 @@ class Origin:
 
     @property
     def peers(self):
-        """(address, port) of the connection each GET/HEAD came on, in order."""
+        """(address, port) of the connection each request came on, in order."""
         return self.httpd.peers
 
     def stop(self):

@@ -254,6 +254,12 @@ class ProxyTest(unittest.TestCase):
             self.assertEqual(p[3], p[0])
             self.assertNotEqual(p[4], p[3], p)
             self.assertEqual(p[5], p[4], p)
+            # a POST does not take a shared connection (it could not be sent again if that one
+            # turned out closed): a new one
+            post = ("POST %s/echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+                    % base).encode()
+            self.assertEqual(status_of(raw(self.eg.port, post)), 200)
+            self.assertNotIn(origin.peers[6], p[:6])
             # another origin port is another key: never the same connection
             other = Origin()
             try:
