@@ -109,11 +109,9 @@ void eg_origin_pool_put(struct eg_origin_pool *p, struct bufferevent *bev, const
 	bufferevent_disable(bev, EV_WRITE);
 }
 
-/* Still open and quiet? An idle HTTP connection has nothing to read: end of file or stray
- * bytes both make it unusable. */
-static int alive(struct bufferevent *bev)
+int eg_idle_conn_alive(struct bufferevent *bev)
 {
-	evutil_socket_t fd = bufferevent_getfd(bev);
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
 	char b;
 	if (fd < 0 || evbuffer_get_length(bufferevent_get_input(bev)) > 0)
 		return 0;
@@ -130,7 +128,7 @@ struct bufferevent *eg_origin_pool_take(struct eg_origin_pool *p, const char *ho
 		struct origin *o = &p->slot[i];
 		if (!o->bev || o->port != port || strcmp(o->host, host) != 0)
 			continue;
-		if (now - o->idle_since > EG_ORIGIN_POOL_IDLE || !alive(o->bev)) {
+		if (now - o->idle_since > EG_ORIGIN_POOL_IDLE || !eg_idle_conn_alive(o->bev)) {
 			drop(p, o);
 			continue;
 		}

@@ -33,6 +33,11 @@ void eg_origin_pool_put(struct eg_origin_pool *p, struct bufferevent *bev, const
 struct bufferevent *eg_origin_pool_take(struct eg_origin_pool *p, const char *host, uint16_t port,
 					struct sockaddr_storage *addr, int *addrlen);
 
+/* Is an idle kept-alive connection still usable? One with nothing to read: end of file (the
+ * peer closed it after its answer, whatever it had said), a TLS alert or stray bytes all make
+ * it unusable. One recv(MSG_PEEK); also used by the relays' pool (upstream.c). */
+int eg_idle_conn_alive(struct bufferevent *bev);
+
 /* Idle connections held now (for /status and tests). */
 int eg_origin_pool_count(const struct eg_origin_pool *p);
 

@@ -4,7 +4,6 @@
 #include "upstream.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,6 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "origin_pool.h"
 
 #define POOL_SLOTS 32
 #define POOL_IDLE 30.0             /* seconds an idle upstream connection is kept */
@@ -226,20 +226,6 @@ static void pool_closecb(struct evhttp_connection *conn, void *arg)
 		pool_drop(s);
 }
 
-/* Is an idle kept-alive connection still usable? An idle HTTP connection has nothing to read:
- * end of file (the server closed it after its answer although it said keep-alive, as the
- * openssl cmp mock does), a TLS alert or stray bytes all make it unusable. One recv(MSG_PEEK)
- * here is cheaper than a request written into a closed connection, failed and sent again. */
-static int idle_conn_alive(struct evhttp_connection *conn)
-{
-	struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
-	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-	char b;
-	if (fd < 0 || evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-		return 0;
-	return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 /* An idle connection to url made with ctx, marked busy; NULL if none. Expires idle ones and
  * drops the ones the server has closed meanwhile. */
 static struct pooled_conn *pool_acquire(struct eg_upstreams *u, const char *url, SSL_CTX *ctx)
@@ -253,7 +239,7 @@ static struct pooled_conn *pool_acquire(struct eg_upstreams *u, const char *url,
 		if (now - s->idle_since > POOL_IDLE || s->dead)
 			pool_drop(s);
 		else if (!found && s->ctx == ctx && strcmp(s->url, url) == 0) {
-			if (idle_conn_alive(s->conn))
+			if (eg_idle_conn_alive(evhttp_connection_get_bufferevent(s->conn)))
 				found = s;
 			else
 				pool_drop(s);
