@@ -3,7 +3,9 @@
 # (tests/est/estca.py) and through enrollgate's EST registration authority, in one run with the
 # same CSR mix (RSA 2048, EC P-256, EC P-384, Ed25519). Prints "metric value unit" lines and the
 # ratios. Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 PIN=1 DEPS=1 BUILD=1 (0 skips apt /
-# build). The load: bench/lib/post_load.c; placement: bench/lib/profile.sh.
+# build). The load: bench/lib/post_load.c (with the User-Agent and Accept an EST client such as curl
+# or libest sends: the test CA's CPU per request grows with each header it parses); placement:
+# bench/lib/profile.sh.
 set -euo pipefail
 B=$(cd "$(dirname "$0")" && pwd); SRC=$(dirname "$B")
 # shellcheck source=bench/lib/profile.sh
@@ -66,7 +68,7 @@ cc -O2 -pthread -o "$W/post_load" "$B/lib/post_load.c" -lssl -lcrypto -lm
 load() { # name url
   "${LOAD_PIN[@]}" "$W/post_load" -u "$2/simpleenroll" -t application/pkcs10 -e application/pkcs7-mime -m "est.$1" \
     -r enroll_rps:enroll/s -c "$THREADS" -s "$SECS" -A "$W/ca.pem" -C "$W/device.pem" -K "$W/device.key" \
-    -P pw-d "$W"/csrs/*.b64
+    -P pw-d -H "User-Agent: est-device/1.0" -H "Accept: */*" "$W"/csrs/*.b64
 }
 log "warm-up"; SECS=2 load warmup "https://localhost:$EST_PORT/.well-known/est" >/dev/null
 echo "# est bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, PIN=${PIN:-1}, CSR mix RSA-2048/P-256/P-384/Ed25519; CA: tests/est/estca.py"

@@ -12,7 +12,7 @@
  * build: cc -O2 -pthread -o post_load post_load.c -lssl -lcrypto -lm
  * usage: post_load -u http[s]://127.0.0.1:PORT/path -t CONTENT-TYPE -e EXPECT-TYPE -m METRIC-PREFIX
  *                  -r RATE-NAME:UNIT [-c THREADS] [-s SECONDS] [-g] [-A CAFILE -C CERT -K KEY -P PASS]
- *                  BODY-FILE...
+ *                  [-H "Name: value"]... BODY-FILE...
  * prints: PREFIX.RATE-NAME n UNIT, PREFIX.p50 / PREFIX.p99 (ms), PREFIX.errors (count).
  * Loopback only: the host must be 127.0.0.1 or localhost. */
 #define _GNU_SOURCE
@@ -37,6 +37,7 @@ static struct {
 	int tls, port, genp, seconds;
 	char host[64], path[512];
 	const char *ctype, *expect;
+	char extra[1024];          /* -H header lines, each ending in CRLF */
 	struct body *bodies;
 	int nbodies;
 	SSL_CTX *ctx;
@@ -140,11 +141,11 @@ static int is_genp(const unsigned char *b, size_t n)
  * 0 for a bad one, -1 when the connection failed before any answer byte (retry). */
 static int exchange(struct worker *w, const struct body *b, int *fresh)
 {
-	char head[1024];
+	char head[2048];
 	*fresh = w->fd < 0;
 	if (*fresh && dial(w) < 0) return 0;
-	int hn = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n"
-	                  "Content-Length: %zu\r\n\r\n", cfg.path, cfg.host, cfg.port, cfg.ctype, b->len);
+	int hn = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s:%d\r\n%sContent-Type: %s\r\n"
+	                  "Content-Length: %zu\r\n\r\n", cfg.path, cfg.host, cfg.port, cfg.extra, cfg.ctype, b->len);
 	if (xwrite(w, head, (size_t)hn) < 0 || xwrite(w, b->data, b->len) < 0) return -1;
 	size_t got = 0;
 	char *he = NULL;
@@ -232,7 +233,7 @@ static int pass_cb(char *buf, int size, int rw, void *u)
 static void usage(void)
 {
 	fprintf(stderr, "usage: post_load -u URL -t TYPE -e EXPECT -m PREFIX -r NAME:UNIT [-c N] [-s S] [-g]"
-	        " [-A CA -C CERT -K KEY -P PASS] BODY...\n");
+	        " [-A CA -C CERT -K KEY -P PASS] [-H HEADER]... BODY...\n");
 	exit(2);
 }
 
@@ -241,7 +242,7 @@ int main(int argc, char **argv)
 	const char *url = NULL, *prefix = NULL, *rate = NULL, *ca = NULL, *cert = NULL, *key = NULL, *pass = "";
 	int threads = 2, o;
 	cfg.seconds = 10;
-	while ((o = getopt(argc, argv, "u:t:e:m:r:c:s:gA:C:K:P:")) != -1)
+	while ((o = getopt(argc, argv, "u:t:e:m:r:c:s:gA:C:K:P:H:")) != -1)
 		switch (o) {
 		case 'u': url = optarg; break;
 		case 't': cfg.ctype = optarg; break;
@@ -255,6 +256,13 @@ int main(int argc, char **argv)
 		case 'C': cert = optarg; break;
 		case 'K': key = optarg; break;
 		case 'P': pass = optarg; break;
+		case 'H': {
+			size_t l = strlen(cfg.extra);
+			if (strpbrk(optarg, "\r\n") || snprintf(cfg.extra + l, sizeof cfg.extra - l, "%s\r\n", optarg) >=
+			    (int)(sizeof cfg.extra - l))
+				usage();
+			break;
+		}
 		default: usage();
 		}
 	if (!url || !cfg.ctype || !cfg.expect || !prefix || !rate || !strchr(rate, ':') || optind >= argc ||
