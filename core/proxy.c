@@ -1,4 +1,5 @@
-/* proxy.c: one client connection of the forward proxy, from request head to response end.
+/* proxy.c: one client connection of the forward proxy, from request head to response end;
+ * relaying the request and its response is forward.c's (proxy_int.h joins the two).
  *
  * A connection owns a client bufferevent and at most one upstream bufferevent (kept alive
  * and reused while requests go to the same host:port; when the client leaves, a clean idle
@@ -26,19 +27,10 @@
 #include "log.h"
 #include "origin_pool.h"
 #include "pipe_relay.h"
+#include "proxy_int.h"
 
-#define MAX_RESPONSE_HEAD (64 * 1024)
-#define HIGH_WATER (256 * 1024)
-#define PIPELINE_HOLD (64 * 1024) /* most bytes read ahead from a client while its request runs */
 
-static void client_read_cb(struct bufferevent *bev, void *arg);
-static void client_event_cb(struct bufferevent *bev, short what, void *arg);
-static void upstream_read_cb(struct bufferevent *bev, void *arg);
-static void upstream_write_cb(struct bufferevent *bev, void *arg);
-static void upstream_event_cb(struct bufferevent *bev, short what, void *arg);
 static void process_head(struct eg_conn *c);
-static void response_complete(struct eg_conn *c);
-static void body_splice_end(struct eg_conn *c);
 
 /* Larger single writes than libevent's 16 KiB default, so bodies and tunnels leave in fewer
  * writev calls. Reads stay at 4 KiB per call whatever is set here: libevent 2.1's evbuffer_read
@@ -70,14 +62,14 @@ void eg_bev_flush_now(struct bufferevent *bev)
 		event_del(&bev->ev_write);
 }
 
-static double now_ms(void)
+double eg_px_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void set_tv(struct timeval *tv, double secs)
+void eg_px_set_tv(struct timeval *tv, double secs)
 {
 	tv->tv_sec = (time_t)secs;
 	tv->tv_usec = (suseconds_t)((secs - (double)tv->tv_sec) * 1e6);
@@ -88,10 +80,10 @@ const struct eg_settings *eg_conn_settings(struct eg_conn *c)
 	return c->pol ? &c->pol->settings : &c->srv->policy->settings;
 }
 
-static void arm_timer(struct eg_conn *c, double secs)
+void eg_px_arm_timer(struct eg_conn *c, double secs)
 {
 	struct timeval tv;
-	set_tv(&tv, secs);
+	eg_px_set_tv(&tv, secs);
 	evtimer_add(c->timer, &tv);
 }
 
@@ -124,7 +116,7 @@ static void idle_del(struct eg_conn *c)
 
 /* ---- teardown ---- */
 
-static void free_upstream(struct eg_conn *c)
+void eg_px_free_upstream(struct eg_conn *c)
 {
 	if (c->ubev) {
 		bufferevent_free(c->ubev);
@@ -138,7 +130,7 @@ static void free_upstream(struct eg_conn *c)
 /* The client is done with its upstream: a clean idle one (its last response ended, nothing
  * pending either way, no authentication on it) goes to the shared origin pool, any other is
  * closed. */
-static void release_upstream(struct eg_conn *c)
+void eg_px_release_upstream(struct eg_conn *c)
 {
 	if (c->ubev && c->up_reusable && c->up_idle && !c->up_private && !c->is_connect && c->srv->origins &&
 	    !c->srv->draining && evbuffer_get_length(bufferevent_get_input(c->ubev)) == 0 &&
@@ -147,7 +139,7 @@ static void release_upstream(struct eg_conn *c)
 				   c->up_addrlen);
 		c->ubev = NULL;
 	}
-	free_upstream(c);
+	eg_px_free_upstream(c);
 }
 
 /* Per-request state (proxy.h): at most EG_REQ_STATE_KEEP free ones are kept for reuse, so a
@@ -198,7 +190,7 @@ void eg_proxy_free_pools(struct eg_server *srv)
 	srv->req_state_nfree = 0;
 }
 
-static void end_request(struct eg_conn *c)
+void eg_px_end_request(struct eg_conn *c)
 {
 	if (c->dns_req) {
 		evdns_getaddrinfo_cancel(c->dns_req);
@@ -220,11 +212,11 @@ void eg_conn_free(struct eg_conn *c)
 	struct eg_server *srv = c->srv;
 	idle_del(c);
 	eg_tunnel_free(c);
-	body_splice_end(c);
+	eg_px_body_splice_end(c);
 	if (c->state == EG_ST_TUNNEL || c->state == EG_ST_SNI)
 		srv->metrics.active_tunnels--;
-	end_request(c);
-	release_upstream(c);
+	eg_px_end_request(c);
+	eg_px_release_upstream(c);
 	if (c->cbev)
 		bufferevent_free(c->cbev);
 	if (c->timer)
@@ -286,7 +278,7 @@ void eg_conn_log_access(struct eg_conn *c, int status)
 		eg_jbuf_str(&j, "sni", c->sni);
 	eg_jbuf_int(&j, "bytes_in", (long long)c->bytes_in);
 	eg_jbuf_int(&j, "bytes_out", (long long)c->bytes_out);
-	eg_jbuf_double(&j, "duration_ms", now_ms() - c->t_start);
+	eg_jbuf_double(&j, "duration_ms", eg_px_now_ms() - c->t_start);
 	eg_jbuf_int(&j, "gen", (long long)(c->gen ? c->gen : srv->generation));
 	eg_jbuf_emit(&j);
 }
@@ -341,7 +333,7 @@ static void close_when_flushed_cb(struct bufferevent *bev, void *arg)
 	shutdown(bufferevent_getfd(bev), SHUT_WR);
 	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
 	bufferevent_setcb(bev, discard_read_cb, NULL, close_event_cb, c);
-	arm_timer(c, 2);
+	eg_px_arm_timer(c, 2);
 	bufferevent_enable(bev, EV_READ);
 }
 
@@ -349,12 +341,12 @@ static void close_when_flushed_cb(struct bufferevent *bev, void *arg)
 /* Finish the connection after what is queued to the client has been written. */
 void eg_conn_close_after_flush(struct eg_conn *c)
 {
-	free_upstream(c);
+	eg_px_free_upstream(c);
 	c->state = EG_ST_CLOSING;
 	idle_del(c);
 	bufferevent_disable(c->cbev, EV_READ);
 	bufferevent_set_timeouts(c->cbev, NULL, NULL);
-	arm_timer(c, 5); /* bounds flush and lingering together */
+	eg_px_arm_timer(c, 5); /* bounds flush and lingering together */
 	bufferevent_setcb(c->cbev, NULL, close_when_flushed_cb, close_event_cb, c);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
 	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
@@ -381,7 +373,7 @@ void eg_conn_send_error(struct eg_conn *c, int status, const char *reason)
 		c->response_started = 1;
 	}
 	eg_conn_log_access(c, status);
-	end_request(c);
+	eg_px_end_request(c);
 	eg_conn_close_after_flush(c);
 }
 
@@ -390,7 +382,7 @@ void eg_conn_send_error(struct eg_conn *c, int status, const char *reason)
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Wait for the next request head on this connection. */
-static void await_head(struct eg_conn *c, int first)
+void eg_px_await_head(struct eg_conn *c, int first)
 {
 	const struct eg_settings *s = &c->srv->policy->settings;
 	c->state = EG_ST_HEAD;
@@ -404,12 +396,12 @@ static void await_head(struct eg_conn *c, int first)
 	c->bytes_in = c->bytes_out = 0;
 	c->gen = 0;
 	memset(&c->verdict, 0, sizeof(c->verdict));
-	bufferevent_setcb(c->cbev, client_read_cb, NULL, client_event_cb, c);
+	bufferevent_setcb(c->cbev, eg_px_client_read_cb, NULL, eg_px_client_event_cb, c);
 	bufferevent_set_timeouts(c->cbev, NULL, NULL);
 	bufferevent_setwatermark(c->cbev, EV_READ, 0, 0);
 	bufferevent_enable(c->cbev, EV_READ);
 	/* a fresh connection gets header_timeout for its first head; a kept-alive one may idle */
-	arm_timer(c, first ? s->header_timeout : s->idle_timeout);
+	eg_px_arm_timer(c, first ? s->header_timeout : s->idle_timeout);
 	c->head_timer_is_idle = !first;
 	if (c->srv->draining && !first) {
 		eg_conn_free(c);
@@ -438,7 +430,7 @@ void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, i
 		evutil_closesocket(fd);
 		/* one line per second at most: a flood of refusals must not become a flood of logs */
 		static double last_logged;
-		double now = now_ms();
+		double now = eg_px_now_ms();
 		if (now - last_logged >= 1000.0) {
 			eg_log(EG_LOG_WARN, "refused", "503 at accept: %s (%lld connections open, max_connections %d); "
 			       "%llu refused so far", srv->draining ? "draining" : "too many connections",
@@ -479,8 +471,8 @@ void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, i
 		port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
 	}
 	snprintf(c->client, sizeof(c->client), sa->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
-	c->t_start = now_ms();
-	await_head(c, 1);
+	c->t_start = eg_px_now_ms();
+	eg_px_await_head(c, 1);
 }
 
 void eg_proxy_close_idle(struct eg_server *srv)
@@ -496,7 +488,6 @@ void eg_proxy_close_idle(struct eg_server *srv)
 	}
 }
 
-static void body_splice_timer(struct eg_conn *c);
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -521,7 +512,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case EG_ST_FORWARDING:
 		if (c->body_splice) {
-			body_splice_timer(c);
+			eg_px_body_splice_timer(c);
 			break;
 		}
 		if (!c->response_started)
@@ -588,7 +579,7 @@ static int head_complete(struct eg_conn *c, struct evbuffer *in)
 	return 1;
 }
 
-static void client_read_cb(struct bufferevent *bev, void *arg)
+void eg_px_client_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct eg_conn *c = arg;
 	(void)bev;
@@ -598,7 +589,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 		eg_conn_pump_request(c);
 }
 
-static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+void eg_px_client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct eg_conn *c = arg;
 	(void)bev;
@@ -630,7 +621,6 @@ static void copy_method(struct eg_conn *c)
 	c->method[n] = '\0';
 }
 
-static void resolve_and_connect(struct eg_conn *c);
 
 /* Where the request goes: the target, or the hook's route(host, port). */
 static const char *dest_host(const struct eg_conn *c)
@@ -649,7 +639,7 @@ static int dest_is_ip(const struct eg_conn *c)
 }
 
 /* GET, HEAD, OPTIONS, TRACE: methods a client may expect to be sent again (RFC 9110 9.2.2). */
-static int safe_to_resend(const struct eg_conn *c)
+int eg_px_safe_to_resend(const struct eg_conn *c)
 {
 	static const char *const safe[] = { "GET", "HEAD", "OPTIONS", "TRACE" };
 	for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
@@ -670,7 +660,7 @@ static void process_head(struct eg_conn *c)
 		return;
 	idle_del(c);
 	evtimer_del(c->timer);
-	c->t_start = now_ms();
+	c->t_start = eg_px_now_ms();
 	c->in_request = 1;
 	enum eg_http_err e = eg_http_parse_request(c->headbuf, c->headlen, &c->rs->head);
 	switch (e) {
@@ -753,7 +743,7 @@ static void process_head(struct eg_conn *c)
 		return;
 	}
 	/* reading goes on (no epoll_ctl per request); what a pipelining client sends next waits,
-	 * bounded by the watermark, until await_head */
+	 * bounded by the watermark, until eg_px_await_head */
 	bufferevent_setwatermark(c->cbev, EV_READ, 0, PIPELINE_HOLD);
 	if (!c->is_connect && c->ubev && c->up_reusable && strcmp(c->up_host, dest_host(c)) == 0 &&
 	    c->up_port == dest_port(c)) {
@@ -767,9 +757,9 @@ static void process_head(struct eg_conn *c)
 		eg_conn_start_forward(c);
 		return;
 	}
-	release_upstream(c);
+	eg_px_release_upstream(c);
 	/* a shared connection only for a request that can be sent again should it turn out closed */
-	if (!c->is_connect && c->rs->head.body == EG_BODY_NONE && safe_to_resend(c) &&
+	if (!c->is_connect && c->rs->head.body == EG_BODY_NONE && eg_px_safe_to_resend(c) &&
 	    (c->ubev = eg_origin_pool_take(c->srv->origins, dest_host(c), dest_port(c), &c->up_addr, &c->up_addrlen))) {
 		/* an idle connection another client left: the same checks as a kept-alive one */
 		snprintf(c->up_host, sizeof(c->up_host), "%s", dest_host(c));
@@ -779,19 +769,18 @@ static void process_head(struct eg_conn *c)
 		c->up_reused = 1;
 		eg_policy_check_addr(c->pol, (struct sockaddr *)&c->up_addr, dest_port(c), &c->verdict);
 		if (!c->verdict.allow) {
-			free_upstream(c);
+			eg_px_free_upstream(c);
 			eg_conn_send_error(c, c->verdict.status, c->verdict.reason);
 			return;
 		}
 		eg_conn_start_forward(c);
 		return;
 	}
-	resolve_and_connect(c);
+	eg_px_resolve_and_connect(c);
 }
 
 /* ---- resolution and connect ---- */
 
-static void connect_next(struct eg_conn *c);
 
 static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 {
@@ -807,10 +796,10 @@ static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 	}
 	c->ai = ai;
 	c->ai_next = ai;
-	connect_next(c);
+	eg_px_connect_next(c);
 }
 
-static void resolve_and_connect(struct eg_conn *c)
+void eg_px_resolve_and_connect(struct eg_conn *c)
 {
 	const struct eg_settings *s = &c->pol->settings;
 	struct evutil_addrinfo hints;
@@ -824,14 +813,14 @@ static void resolve_and_connect(struct eg_conn *c)
 		hints.ai_flags = EVUTIL_AI_NUMERICHOST;
 	snprintf(port, sizeof(port), "%u", dest_port(c));
 	c->state = EG_ST_RESOLVING;
-	arm_timer(c, s->dns_timeout);
+	eg_px_arm_timer(c, s->dns_timeout);
 	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(c->srv->dns, dest_host(c), port, &hints, dns_cb, c);
 	/* the callback may already have run (numeric host, hosts file, cache) */
 	if (req && c->state == EG_ST_RESOLVING && !c->ai)
 		c->dns_req = req;
 }
 
-static void connect_next(struct eg_conn *c)
+void eg_px_connect_next(struct eg_conn *c)
 {
 	const struct eg_settings *s = &c->pol->settings;
 	struct eg_verdict first_denial = { 0 };
@@ -857,13 +846,13 @@ static void connect_next(struct eg_conn *c)
 			return;
 		}
 		eg_bev_tune(c->ubev);
-		bufferevent_setcb(c->ubev, upstream_read_cb, NULL, upstream_event_cb, c);
+		bufferevent_setcb(c->ubev, eg_px_upstream_read_cb, NULL, eg_px_upstream_event_cb, c);
 		c->up_reused = 0;
 		c->up_private = 0;
 		c->state = EG_ST_CONNECTING;
-		arm_timer(c, s->connect_timeout);
+		eg_px_arm_timer(c, s->connect_timeout);
 		if (bufferevent_socket_connect(c->ubev, (struct sockaddr *)&c->up_addr, c->up_addrlen) < 0) {
-			free_upstream(c);
+			eg_px_free_upstream(c);
 			continue;
 		}
 		return;
@@ -877,7 +866,7 @@ static void connect_next(struct eg_conn *c)
 	}
 }
 
-static void upstream_connected(struct eg_conn *c)
+void eg_px_upstream_connected(struct eg_conn *c)
 {
 	evtimer_del(c->timer);
 	int one = 1;
@@ -893,492 +882,4 @@ static void upstream_connected(struct eg_conn *c)
 		eg_tunnel_start(c);
 	else
 		eg_conn_start_forward(c);
-}
-
-/* ---- forwarding ---- */
-
-static int is_hop_header(const struct eg_header *h)
-{
-	return h->hop_by_hop;
-}
-
-/* Write the origin-form request head upstream. */
-static void write_request_head(struct eg_conn *c)
-{
-	struct evbuffer *out = bufferevent_get_output(c->ubev);
-	struct eg_http_head *h = &c->rs->head;
-	char line[64];
-	evbuffer_add(out, h->method.p, h->method.n);
-	evbuffer_add(out, c->target.path_slash ? " /" : " ", c->target.path_slash ? 2 : 1);
-	evbuffer_add(out, c->target.path.p, c->target.path.n);
-	evbuffer_add(out, h->version_minor ? " HTTP/1.1\r\nHost: " : " HTTP/1.0\r\nHost: ", 17);
-	/* Host always names the target of the absolute URI (RFC 9112 §3.2.2) */
-	if (c->target.host_is_ip == 6)
-		evbuffer_add_printf(out, "[%s]", c->target.host);
-	else
-		evbuffer_add(out, c->target.host, strlen(c->target.host));
-	if (c->target.port != 80) {
-		int n = snprintf(line, sizeof(line), ":%u", c->target.port);
-		evbuffer_add(out, line, (size_t)n);
-	}
-	evbuffer_add(out, "\r\n", 2);
-	for (int i = 0; i < h->nheaders; i++) {
-		const struct eg_header *hd = &h->headers[i];
-		if (is_hop_header(hd) || i == h->host_idx || eg_slice_ieq(hd->name, "via"))
-			continue;
-		evbuffer_add(out, hd->name.p, hd->name.n);
-		evbuffer_add(out, ": ", 2);
-		evbuffer_add(out, hd->value.p, hd->value.n);
-		evbuffer_add(out, "\r\n", 2);
-	}
-	for (int i = 0; i < h->nheaders; i++) {
-		if (eg_slice_ieq(h->headers[i].name, "via")) {
-			evbuffer_add(out, "Via: ", 5);
-			evbuffer_add(out, h->headers[i].value.p, h->headers[i].value.n);
-			evbuffer_add(out, ", ", 2);
-			evbuffer_add(out, h->version_minor ? "1.1 enrollgate\r\n\r\n" : "1.0 enrollgate\r\n\r\n", 18);
-			return;
-		}
-	}
-	evbuffer_add(out, h->version_minor ? "Via: 1.1 enrollgate\r\n\r\n" : "Via: 1.0 enrollgate\r\n\r\n", 23);
-}
-
-void eg_conn_start_forward(struct eg_conn *c)
-{
-	const struct eg_settings *s = &c->pol->settings;
-	c->state = EG_ST_FORWARDING;
-	c->req_body = c->rs->head.body;
-	c->req_remaining = c->rs->head.content_length;
-	eg_chunked_init(&c->req_chunk);
-	c->req_done = c->req_body == EG_BODY_NONE;
-	c->resp_head_done = 0;
-	c->resp_done = 0;
-	c->client_close = c->rs->head.conn_close || c->cbev_eof;
-	c->up_idle = 0;
-	for (int i = 0; i < c->rs->head.nheaders && !c->up_private; i++)
-		if (eg_slice_ieq(c->rs->head.headers[i].name, "authorization"))
-			c->up_private = 1; /* a login may be bound to the connection (NTLM, Negotiate) */
-	bufferevent_setcb(c->ubev, upstream_read_cb, upstream_write_cb, upstream_event_cb, c);
-	bufferevent_setwatermark(c->ubev, EV_WRITE, HIGH_WATER / 2, 0);
-	bufferevent_setwatermark(c->ubev, EV_READ, 0, 0);
-	write_request_head(c);
-	bufferevent_enable(c->ubev, EV_READ | EV_WRITE);
-	if (c->req_done)
-		eg_bev_flush_now(c->ubev); /* nobody waits for its write callback */
-	arm_timer(c, s->response_timeout);
-	if (!c->req_done) {
-		struct timeval idle;
-		set_tv(&idle, s->idle_timeout);
-		bufferevent_set_timeouts(c->cbev, &idle, NULL); /* a client stalling mid-body */
-		bufferevent_enable(c->cbev, EV_READ);
-		eg_conn_pump_request(c);
-	}
-}
-
-/* Move body bytes of the current request from the client to the upstream. */
-void eg_conn_pump_request(struct eg_conn *c)
-{
-	struct evbuffer *in = bufferevent_get_input(c->cbev);
-	struct evbuffer *out = bufferevent_get_output(c->ubev);
-	if (c->req_done || !c->ubev)
-		return;
-	size_t avail = evbuffer_get_length(in);
-	if (c->req_body == EG_BODY_LENGTH) {
-		size_t n = avail < c->req_remaining ? avail : (size_t)c->req_remaining;
-		evbuffer_remove_buffer(in, out, n);
-		c->req_remaining -= n;
-		c->bytes_in += n;
-		if (!c->req_remaining)
-			c->req_done = 1;
-	} else if (c->req_body == EG_BODY_CHUNKED) {
-		struct evbuffer_iovec v[8];
-		size_t total = 0;
-		int nv = evbuffer_peek(in, -1, NULL, v, 8);
-		enum eg_chunk_result r = EG_CHUNK_MORE;
-		for (int i = 0; i < nv && i < 8 && r == EG_CHUNK_MORE; i++) {
-			size_t used = 0;
-			r = eg_chunked_feed(&c->req_chunk, v[i].iov_base, v[i].iov_len, &used);
-			total += used;
-		}
-		if (r == EG_CHUNK_ERROR) {
-			eg_conn_send_error(c, 400, "malformed chunked request body");
-			return;
-		}
-		evbuffer_remove_buffer(in, out, total);
-		c->bytes_in += total;
-		if (r == EG_CHUNK_DONE)
-			c->req_done = 1;
-	}
-	if (c->req_done) {
-		/* the stalled-upload timer must not cut a response that takes its time */
-		bufferevent_set_timeouts(c->cbev, NULL, NULL);
-		return; /* pipelined requests wait their turn in the input buffer */
-	}
-	if (evbuffer_get_length(out) >= HIGH_WATER)
-		bufferevent_disable(c->cbev, EV_READ); /* upstream is slow: stop reading the client */
-}
-
-static void upstream_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct eg_conn *c = arg;
-	(void)bev;
-	if (c->state == EG_ST_FORWARDING && !c->req_done)
-		bufferevent_enable(c->cbev, EV_READ);
-}
-
-static void maybe_splice_body(struct eg_conn *c);
-
-static void client_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct eg_conn *c = arg;
-	(void)bev;
-	if (c->state == EG_ST_FORWARDING && c->ubev && !c->body_splice) {
-		bufferevent_enable(c->ubev, EV_READ);
-		maybe_splice_body(c);
-	}
-}
-
-/* ---- large response bodies through splice(2) ---- */
-
-#define SPLICE_MIN_BODY (64 * 1024) /* smaller bodies are not worth a pipe */
-
-static void body_splice_end(struct eg_conn *c)
-{
-	if (!c->body_splice)
-		return;
-	eg_pipe_relay_free(c->body_splice);
-	free(c->body_splice);
-	c->body_splice = NULL;
-}
-
-/* The body ended early (upstream end, error or stall): the client must see the connection end. */
-static void body_truncated(struct eg_conn *c, const char *why)
-{
-	body_splice_end(c);
-	snprintf(c->deny_reason, sizeof(c->deny_reason), "response body cut short: %s", why);
-	bufferevent_enable(c->cbev, EV_WRITE);
-	eg_conn_log_access(c, 502);
-	end_request(c);
-	eg_conn_close_after_flush(c);
-}
-
-static void body_splice_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct eg_conn *c = arg;
-	(void)fd;
-	uint64_t before = c->bytes_out;
-	enum eg_pipe_result r = eg_pipe_relay_pump(c->body_splice, &c->resp_remaining, &c->bytes_out);
-	if (c->bytes_out != before || (what & EV_WRITE))
-		c->last_activity = now_ms() / 1e3;
-	if (r == EG_PIPE_RUNNING)
-		return;
-	if (r == EG_PIPE_ERROR) {
-		body_truncated(c, strerror(errno));
-		return;
-	}
-	int eof = c->body_splice->eof;
-	body_splice_end(c);
-	if (c->resp_body == EG_BODY_LENGTH && c->resp_remaining > 0) {
-		body_truncated(c, "upstream closed");
-		return;
-	}
-	if (c->resp_body == EG_BODY_UNTIL_CLOSE || eof) {
-		c->up_reusable = 0;
-		c->client_close |= c->resp_body == EG_BODY_UNTIL_CLOSE;
-	}
-	c->resp_done = 1;
-	evtimer_del(c->timer);
-	bufferevent_enable(c->cbev, EV_WRITE);
-	if (c->ubev && c->up_reusable)
-		bufferevent_enable(c->ubev, EV_READ | EV_WRITE); /* an idle upstream that closes is noticed */
-	response_complete(c);
-}
-
-/* Checks for a stalled spliced body (no byte either way for response_timeout). */
-static void body_splice_timer(struct eg_conn *c)
-{
-	double limit = c->pol->settings.response_timeout;
-	double idle = now_ms() / 1e3 - c->last_activity;
-	if (idle >= limit) {
-		body_truncated(c, "stalled");
-		return;
-	}
-	arm_timer(c, limit - idle + 0.01);
-}
-
-/* A large Content-Length or until-close response body moves upstream -> pipe -> client with
- * splice(2) once nothing of it is left in user space: the head and what came with it are
- * delivered, the request is complete. Until then (or when no pipe can be had) the buffered
- * relay goes on. */
-static void maybe_splice_body(struct eg_conn *c)
-{
-	if (c->body_splice || c->state != EG_ST_FORWARDING || !c->resp_head_done || c->resp_done || !c->req_done ||
-	    !c->ubev || !c->pol || !c->pol->settings.tunnel_splice)
-		return;
-	if (c->resp_body == EG_BODY_LENGTH ? c->resp_remaining < SPLICE_MIN_BODY : c->resp_body != EG_BODY_UNTIL_CLOSE)
-		return;
-	if (evbuffer_get_length(bufferevent_get_input(c->ubev)) > 0 ||
-	    evbuffer_get_length(bufferevent_get_output(c->ubev)) > 0)
-		return;
-	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) > 0) {
-		/* come back when the client has taken what is queued */
-		bufferevent_setcb(c->cbev, client_read_cb, client_write_cb, client_event_cb, c);
-		bufferevent_setwatermark(c->cbev, EV_WRITE, 0, 0);
-		return;
-	}
-	struct eg_pipe_relay *r = malloc(sizeof(*r));
-	if (!r)
-		return;
-	if (eg_pipe_relay_init(r, c->srv->base, (int)bufferevent_getfd(c->ubev), (int)bufferevent_getfd(c->cbev),
-			       body_splice_cb, c) < 0) {
-		eg_log(EG_LOG_DEBUG, "proxy", "%s: no splice (%s): relaying the body through buffers", c->client,
-		       strerror(errno));
-		eg_pipe_relay_free(r);
-		free(r);
-		return;
-	}
-	c->body_splice = r;
-	if (c->resp_body == EG_BODY_UNTIL_CLOSE)
-		c->resp_remaining = UINT64_MAX; /* no limit: the upstream's end ends the body */
-	bufferevent_disable(c->ubev, EV_READ | EV_WRITE);
-	bufferevent_set_timeouts(c->ubev, NULL, NULL);
-	bufferevent_disable(c->cbev, EV_READ | EV_WRITE);
-	c->last_activity = now_ms() / 1e3;
-	arm_timer(c, c->pol->settings.response_timeout);
-	eg_pipe_relay_start(r);
-	c->srv->metrics.bodies_spliced++;
-}
-
-static void write_response_head(struct eg_conn *c, const struct eg_http_head *r, const char *raw)
-{
-	struct evbuffer *out = bufferevent_get_output(c->cbev);
-	/* status line: our version, their code and reason */
-	const char *sp = memchr(raw, ' ', r->head_len);
-	const char *eol = memchr(raw, '\r', r->head_len);
-	evbuffer_add(out, "HTTP/1.1", 8);
-	evbuffer_add(out, sp, (size_t)(eol - sp));
-	evbuffer_add(out, "\r\n", 2);
-	for (int i = 0; i < r->nheaders; i++) {
-		const struct eg_header *hd = &r->headers[i];
-		if (hd->hop_by_hop)
-			continue;
-		evbuffer_add(out, hd->name.p, hd->name.n);
-		evbuffer_add(out, ": ", 2);
-		evbuffer_add(out, hd->value.p, hd->value.n);
-		evbuffer_add(out, "\r\n", 2);
-	}
-	if (r->status >= 200 && c->client_close)
-		evbuffer_add(out, "Connection: close\r\n", 19);
-	else if (r->status >= 200 && c->rs->head.version_minor == 0)
-		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-	evbuffer_add(out, "Via: 1.1 enrollgate\r\n\r\n", 23);
-}
-
-static void response_complete(struct eg_conn *c)
-{
-	eg_bev_flush_now(c->cbev);
-	if (c->ubev)
-		bufferevent_set_timeouts(c->ubev, NULL, NULL);
-	eg_conn_log_access(c, c->resp_status);
-	end_request(c);
-	if (!c->up_reusable)
-		free_upstream(c);
-	else
-		c->up_idle = 1;
-	/* a client that half-closed may have pipelined more requests before its end: answer them */
-	int more = c->cbev_eof && !c->rs->head.conn_close && evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0;
-	if (c->client_close && !more) {
-		release_upstream(c); /* now, not once the last bytes are flushed to the client */
-		eg_conn_close_after_flush(c);
-		return;
-	}
-	await_head(c, 0);
-}
-
-/* Parse the response head from the upstream input; 1 when a final head was written. */
-static int handle_response_head(struct eg_conn *c, struct evbuffer *in)
-{
-	for (;;) {
-		size_t len = evbuffer_get_length(in);
-		struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-		if (end.pos < 0) {
-			if (len > MAX_RESPONSE_HEAD) {
-				eg_conn_send_error(c, 502, "upstream response head too large");
-				return -1;
-			}
-			if (len >= 5) {
-				char five[5];
-				evbuffer_copyout(in, five, 5);
-				if (memcmp(five, "HTTP/", 5) != 0) {
-					eg_conn_send_error(c, 502, "upstream did not answer with HTTP");
-					return -1;
-				}
-			}
-			return 0;
-		}
-		size_t hl = (size_t)end.pos + 4;
-		char *raw = (char *)evbuffer_pullup(in, (ssize_t)hl);
-		struct eg_http_head *r = &c->rs->resp;
-		if (eg_http_parse_response(raw, hl, c->rs->head.method.p, c->rs->head.method.n, r) != EG_HTTP_OK) {
-			char msg[128];
-			snprintf(msg, sizeof(msg), "malformed upstream response: %s", r->reason ? r->reason : "?");
-			eg_conn_send_error(c, 502, msg);
-			return -1;
-		}
-		if (r->status == 101) {
-			eg_conn_send_error(c, 502, "upstream switched protocols without being asked");
-			return -1;
-		}
-		if (r->status < 200) {
-			write_response_head(c, r, raw); /* 100 Continue and friends: relay, keep waiting */
-			evbuffer_drain(in, hl);
-			continue;
-		}
-		c->resp_status = r->status;
-		c->resp_body = r->body;
-		c->resp_remaining = r->content_length;
-		eg_chunked_init(&c->resp_chunk);
-		c->up_reusable = !r->conn_close && r->body != EG_BODY_UNTIL_CLOSE;
-		if (r->status == 401 || r->status == 407)
-			c->up_private = 1; /* an authentication exchange may be under way on it */
-		if (r->body == EG_BODY_UNTIL_CLOSE || (r->body == EG_BODY_CHUNKED && c->rs->head.version_minor == 0))
-			c->client_close = 1;
-		write_response_head(c, r, raw);
-		c->response_started = 1;
-		evbuffer_drain(in, hl);
-		c->resp_head_done = 1;
-		c->resp_done = r->body == EG_BODY_NONE;
-		return 1;
-	}
-}
-
-static void pump_response(struct eg_conn *c)
-{
-	struct evbuffer *in = bufferevent_get_input(c->ubev);
-	struct evbuffer *out = bufferevent_get_output(c->cbev);
-	size_t avail = evbuffer_get_length(in);
-	if (c->resp_body == EG_BODY_LENGTH) {
-		size_t n = avail < c->resp_remaining ? avail : (size_t)c->resp_remaining;
-		evbuffer_remove_buffer(in, out, n);
-		c->resp_remaining -= n;
-		c->bytes_out += n;
-		if (!c->resp_remaining)
-			c->resp_done = 1;
-	} else if (c->resp_body == EG_BODY_CHUNKED) {
-		struct evbuffer_iovec v[8];
-		size_t total = 0;
-		int nv = evbuffer_peek(in, -1, NULL, v, 8);
-		enum eg_chunk_result r = EG_CHUNK_MORE;
-		for (int i = 0; i < nv && i < 8 && r == EG_CHUNK_MORE; i++) {
-			size_t used = 0;
-			r = eg_chunked_feed(&c->resp_chunk, v[i].iov_base, v[i].iov_len, &used);
-			total += used;
-		}
-		evbuffer_remove_buffer(in, out, total);
-		c->bytes_out += total;
-		if (r == EG_CHUNK_ERROR) {
-			eg_log(EG_LOG_WARN, "upstream", "malformed chunked body from %s", c->target.host);
-			eg_conn_log_access(c, 502);
-			end_request(c);
-			eg_conn_close_after_flush(c);
-			return;
-		}
-		if (r == EG_CHUNK_DONE)
-			c->resp_done = 1;
-	} else if (c->resp_body == EG_BODY_UNTIL_CLOSE) {
-		evbuffer_remove_buffer(in, out, avail);
-		c->bytes_out += avail;
-	}
-	if (!c->resp_done && evbuffer_get_length(out) >= HIGH_WATER) {
-		bufferevent_disable(c->ubev, EV_READ); /* client is slow: stop reading upstream */
-		bufferevent_setcb(c->cbev, client_read_cb, client_write_cb, client_event_cb, c);
-		bufferevent_setwatermark(c->cbev, EV_WRITE, HIGH_WATER / 2, 0);
-	}
-}
-
-static void upstream_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct eg_conn *c = arg;
-	(void)bev;
-	if (c->state == EG_ST_TUNNEL || c->state == EG_ST_SNI) {
-		eg_tunnel_upstream_read(c);
-		return;
-	}
-	if (c->state != EG_ST_FORWARDING) {
-		/* bytes from an idle kept-alive upstream: it is no longer trustworthy */
-		free_upstream(c);
-		return;
-	}
-	struct evbuffer *in = bufferevent_get_input(c->ubev);
-	if (!c->resp_head_done) {
-		if (handle_response_head(c, in) <= 0)
-			return;
-		evtimer_del(c->timer);
-		struct timeval tv;
-		set_tv(&tv, c->pol->settings.response_timeout);
-		bufferevent_set_timeouts(c->ubev, &tv, NULL); /* an upstream stalling mid-body */
-	}
-	if (!c->resp_done) {
-		pump_response(c);
-		if (c->state == EG_ST_FORWARDING && !c->resp_done)
-			maybe_splice_body(c);
-		if (c->body_splice)
-			return;
-	}
-	if (c->state == EG_ST_FORWARDING && c->resp_done) {
-		if (!c->req_done)
-			c->client_close = 1; /* origin answered before the body ended: cannot resync */
-		if (evbuffer_get_length(in) > 0)
-			c->up_reusable = 0;
-		response_complete(c);
-	}
-}
-
-static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct eg_conn *c = arg;
-	(void)bev;
-	if (c->state == EG_ST_TUNNEL || c->state == EG_ST_SNI) {
-		eg_tunnel_upstream_event(c, what);
-		return;
-	}
-	if (what & BEV_EVENT_CONNECTED) {
-		upstream_connected(c);
-		return;
-	}
-	if (c->state == EG_ST_CONNECTING) {
-		free_upstream(c);
-		connect_next(c);
-		return;
-	}
-	if (c->state != EG_ST_FORWARDING) {
-		free_upstream(c); /* idle upstream closed: fine */
-		return;
-	}
-	if ((what & BEV_EVENT_EOF) && c->resp_head_done && c->resp_body == EG_BODY_UNTIL_CLOSE) {
-		pump_response(c);
-		c->resp_done = 1;
-		c->up_reusable = 0;
-		c->client_close = 1;
-		response_complete(c);
-		return;
-	}
-	if (!c->resp_head_done && c->up_reused && c->req_body == EG_BODY_NONE && safe_to_resend(c) &&
-	    evbuffer_get_length(bufferevent_get_input(c->ubev)) == 0) {
-		/* a kept-alive connection the origin closed as the request went out, before any answer
-		 * byte: a request without a body and a safe method goes once more, on a new connection */
-		free_upstream(c);
-		c->up_reused = 0;
-		resolve_and_connect(c);
-		return;
-	}
-	if (!c->resp_head_done) {
-		eg_conn_send_error(c, 502, (what & BEV_EVENT_EOF) ? "upstream closed the connection without answering"
-								   : "upstream connection failed");
-		return;
-	}
-	/* truncated response: the client must see the connection end */
-	eg_conn_log_access(c, 502);
-	end_request(c);
-	eg_conn_close_after_flush(c);
 }
