@@ -110,6 +110,18 @@ ASN1_SEQUENCE(EG_CRMF_VALIDITY) = {
 	ASN1_EXP_OPT(EG_CRMF_VALIDITY, not_after, ASN1_TIME, 1),
 } static_ASN1_SEQUENCE_END(EG_CRMF_VALIDITY)
 
+/* SubjectPublicKeyInfo kept as its parts: csr.c builds the key (X509_PUBKEY would decode it
+ * through OpenSSL 3.0's decoder set-up, a second time after d2i_OSSL_CMP_MSG) */
+typedef struct {
+	X509_ALGOR *algorithm;
+	ASN1_BIT_STRING *public_key;
+} EG_CRMF_SPKI;
+
+ASN1_SEQUENCE(EG_CRMF_SPKI) = {
+	ASN1_SIMPLE(EG_CRMF_SPKI, algorithm, X509_ALGOR),
+	ASN1_SIMPLE(EG_CRMF_SPKI, public_key, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(EG_CRMF_SPKI)
+
 typedef struct {
 	ASN1_INTEGER *version;
 	ASN1_INTEGER *serial;
@@ -117,7 +129,7 @@ typedef struct {
 	X509_NAME *issuer;
 	EG_CRMF_VALIDITY *validity;
 	X509_NAME *subject;
-	X509_PUBKEY *public_key;
+	EG_CRMF_SPKI *public_key;
 	ASN1_BIT_STRING *issuer_uid;
 	ASN1_BIT_STRING *subject_uid;
 	STACK_OF(X509_EXTENSION) *extensions;
@@ -130,7 +142,7 @@ ASN1_SEQUENCE(EG_CRMF_TMPL) = {
 	ASN1_EXP_OPT(EG_CRMF_TMPL, issuer, X509_NAME, 3),
 	ASN1_IMP_OPT(EG_CRMF_TMPL, validity, EG_CRMF_VALIDITY, 4),
 	ASN1_EXP_OPT(EG_CRMF_TMPL, subject, X509_NAME, 5),
-	ASN1_IMP_OPT(EG_CRMF_TMPL, public_key, X509_PUBKEY, 6),
+	ASN1_IMP_OPT(EG_CRMF_TMPL, public_key, EG_CRMF_SPKI, 6),
 	ASN1_IMP_OPT(EG_CRMF_TMPL, issuer_uid, ASN1_BIT_STRING, 7),
 	ASN1_IMP_OPT(EG_CRMF_TMPL, subject_uid, ASN1_BIT_STRING, 8),
 	ASN1_IMP_SEQUENCE_OF_OPT(EG_CRMF_TMPL, extensions, X509_EXTENSION, 9),
@@ -340,12 +352,14 @@ static void read_crmf(struct eg_cmp_msg *m, const unsigned char *p, long len)
 			content_error(m, "bad_template", "certificate template does not parse");
 			goto out;
 		}
-		EVP_PKEY *pk = t->public_key ? X509_PUBKEY_get0(t->public_key) : NULL;
+		EVP_PKEY *pk = t->public_key ? eg_csr_key_from_spki(t->public_key->algorithm, t->public_key->public_key)
+					     : NULL;
 		struct eg_csr *c = NULL;
 		if (t->public_key && !pk)
 			snprintf(why, sizeof(why), "public key in the template not supported");
 		else
 			c = eg_csr_from_template(t->subject, pk, t->extensions, why, sizeof(why));
+		EVP_PKEY_free(pk);
 		ASN1_item_free((ASN1_VALUE *)t, ASN1_ITEM_rptr(EG_CRMF_TMPL));
 		if (!c) {
 			content_error(m, "bad_template", why);

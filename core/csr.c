@@ -343,9 +343,9 @@ out:
 	return pk;
 }
 
-/* The request's key built from its parts, for the key types policy accepts; NULL for anything
- * else (another algorithm or curve, parameters where there should be none, a malformed key):
- * the caller then lets OpenSSL's decoders decide. */
+/* A key built from its parts, for the key types policy accepts; NULL for anything else
+ * (another algorithm or curve, parameters where there should be none, a malformed key): the
+ * caller then lets OpenSSL's decoders decide. */
 static EVP_PKEY *key_from_parts(const EG_SPKI *k)
 {
 	static const int curves[] = { NID_X9_62_prime256v1, NID_secp384r1, NID_secp521r1, NID_secp256k1,
@@ -402,6 +402,22 @@ static void read_key(struct eg_csr *c, EVP_PKEY *pk)
 		    EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, c->curve, sizeof(c->curve), &l) != 1)
 			c->curve[0] = '\0';
 	}
+}
+
+EVP_PKEY *eg_csr_key_from_spki(X509_ALGOR *algorithm, ASN1_BIT_STRING *public_key)
+{
+	EG_SPKI k = { .algorithm = algorithm, .public_key = public_key };
+	EVP_PKEY *pk = algorithm && public_key ? key_from_parts(&k) : NULL;
+	if (!pk && algorithm && public_key) {
+		/* another key type: OpenSSL's decoders, from the structure's DER */
+		unsigned char *der = NULL;
+		int n = ASN1_item_i2d((ASN1_VALUE *)&k, &der, ASN1_ITEM_rptr(EG_SPKI));
+		const unsigned char *p = der;
+		pk = n > 0 ? d2i_PUBKEY(NULL, &p, n) : NULL;
+		OPENSSL_free(der);
+	}
+	ERR_clear_error();
+	return pk;
 }
 
 enum eg_csr_status eg_csr_parse(const void *body, size_t len, struct eg_csr **out, char *why, size_t whylen)

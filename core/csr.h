@@ -63,6 +63,11 @@ struct eg_csr *eg_csr_from_cert(X509 *x);
 struct eg_csr *eg_csr_from_template(const X509_NAME *subject, EVP_PKEY *pk,
 				     const STACK_OF(X509_EXTENSION) *exts, char *why, size_t whylen);
 
+/* The key of a SubjectPublicKeyInfo given as its two parts (a CRMF template's): built directly
+ * for the key types policy accepts (as eg_csr_parse does), through OpenSSL's decoders for the
+ * others. The caller frees it; NULL if it is not a usable key. */
+EVP_PKEY *eg_csr_key_from_spki(X509_ALGOR *algorithm, ASN1_BIT_STRING *public_key);
+
 /* Decode base64 with any ASCII whitespace between characters (RFC 8951 bodies). Returns the
  * decoded length, or -1 if src is not valid base64 or does not fit dstcap. */
 long eg_base64_decode_ws(const char *src, size_t len, unsigned char *dst, size_t dstcap);

@@ -11,6 +11,9 @@
 
 #include <cmocka.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "csr.h"
 
 static char *slurp(const char *name, size_t *len)
@@ -255,6 +258,47 @@ static void test_base64_decoder(void **state)
 	assert_int_equal(eg_base64_decode_ws("TW-u", 4, out, sizeof(out)), -1); /* base64url is not base64 */
 }
 
+/* eg_csr_key_from_spki (CMP templates) gives the same key as OpenSSL's decoders for every key
+ * of the CSR vectors: the ones it builds itself (RSA, P-256, P-384, secp256k1, brainpoolP384r1,
+ * Ed25519) and the ones it hands to them (P-192, explicit parameters, DSA). */
+static void test_key_from_spki(void **state)
+{
+	(void)state;
+	const char *files[] = { "rsa1024.pem", "rsa2048.pem", "p192.pem", "p256.pem", "full-p384.pem", "k256.pem",
+				"bp384.pem", "ed25519.pem", "dsa2048.pem", "explicit-p256.pem" };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char path[1024];
+		snprintf(path, sizeof(path), "%s/tests/vectors/csr/%s", EG_TEST_SOURCE_DIR, files[i]);
+		FILE *f = fopen(path, "r");
+		assert_non_null(f);
+		X509_REQ *req = PEM_read_X509_REQ(f, NULL, NULL, NULL);
+		fclose(f);
+		assert_non_null(req);
+		EVP_PKEY *want = X509_REQ_get0_pubkey(req);
+		assert_non_null(want);
+		X509_PUBKEY *xpk = X509_REQ_get_X509_PUBKEY(req);
+		const unsigned char *bytes;
+		int n;
+		X509_ALGOR *alg;
+		assert_int_equal(X509_PUBKEY_get0_param(NULL, &bytes, &n, &alg, xpk), 1);
+		ASN1_BIT_STRING *bits = ASN1_BIT_STRING_new();
+		assert_int_equal(ASN1_BIT_STRING_set(bits, (unsigned char *)bytes, n), 1);
+		EVP_PKEY *got = eg_csr_key_from_spki(alg, bits);
+		if (!got)
+			fail_msg("%s: no key", files[i]);
+		assert_int_equal(EVP_PKEY_eq(got, want), 1);
+		EVP_PKEY_free(got);
+		/* a key with a byte missing is no key (or not the same one) */
+		assert_int_equal(ASN1_BIT_STRING_set(bits, (unsigned char *)bytes, n - 1), 1);
+		got = eg_csr_key_from_spki(alg, bits);
+		assert_true(!got || EVP_PKEY_eq(got, want) != 1);
+		EVP_PKEY_free(got);
+		ASN1_BIT_STRING_free(bits);
+		X509_REQ_free(req);
+	}
+	assert_null(eg_csr_key_from_spki(NULL, NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +308,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_ambiguous_requests),
 		cmocka_unit_test(test_base64_decoder),
+		cmocka_unit_test(test_key_from_spki),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
