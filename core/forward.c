@@ -103,6 +103,39 @@ void eg_conn_start_forward(struct eg_conn *c)
 	}
 }
 
+/* How much of in belongs to the body being relayed, framed as kind (remaining: the bytes a
+ * Content-Length body still has; chunk: the chunked scanner's state, advanced here). *n gets that
+ * many bytes; nothing is moved. EG_CHUNK_DONE when the body ends within them, EG_CHUNK_MORE, or
+ * EG_CHUNK_ERROR for malformed chunking (*n: the valid bytes before the error). At most 8 buffer
+ * segments are scanned per call; the rest waits for the next read. */
+static enum eg_chunk_result body_span(struct evbuffer *in, enum eg_body_kind kind, uint64_t remaining,
+				      struct eg_chunked *chunk, size_t *n)
+{
+	size_t avail = evbuffer_get_length(in);
+	*n = 0;
+	switch (kind) {
+	case EG_BODY_LENGTH:
+		*n = avail < remaining ? avail : (size_t)remaining;
+		return *n == remaining ? EG_CHUNK_DONE : EG_CHUNK_MORE;
+	case EG_BODY_CHUNKED: {
+		struct evbuffer_iovec v[8];
+		int nv = evbuffer_peek(in, -1, NULL, v, 8);
+		enum eg_chunk_result r = EG_CHUNK_MORE;
+		for (int i = 0; i < nv && i < 8 && r == EG_CHUNK_MORE; i++) {
+			size_t used = 0;
+			r = eg_chunked_feed(chunk, v[i].iov_base, v[i].iov_len, &used);
+			*n += used;
+		}
+		return r;
+	}
+	case EG_BODY_UNTIL_CLOSE:
+		*n = avail;
+		return EG_CHUNK_MORE;
+	default:
+		return EG_CHUNK_DONE;
+	}
+}
+
 /* Move body bytes of the current request from the client to the upstream. */
 void eg_conn_pump_request(struct eg_conn *c)
 {
@@ -110,33 +143,18 @@ void eg_conn_pump_request(struct eg_conn *c)
 	struct evbuffer *out = bufferevent_get_output(c->ubev);
 	if (c->req_done || !c->ubev)
 		return;
-	size_t avail = evbuffer_get_length(in);
-	if (c->req_body == EG_BODY_LENGTH) {
-		size_t n = avail < c->req_remaining ? avail : (size_t)c->req_remaining;
-		evbuffer_remove_buffer(in, out, n);
-		c->req_remaining -= n;
-		c->bytes_in += n;
-		if (!c->req_remaining)
-			c->req_done = 1;
-	} else if (c->req_body == EG_BODY_CHUNKED) {
-		struct evbuffer_iovec v[8];
-		size_t total = 0;
-		int nv = evbuffer_peek(in, -1, NULL, v, 8);
-		enum eg_chunk_result r = EG_CHUNK_MORE;
-		for (int i = 0; i < nv && i < 8 && r == EG_CHUNK_MORE; i++) {
-			size_t used = 0;
-			r = eg_chunked_feed(&c->req_chunk, v[i].iov_base, v[i].iov_len, &used);
-			total += used;
-		}
-		if (r == EG_CHUNK_ERROR) {
-			eg_conn_send_error(c, 400, "malformed chunked request body");
-			return;
-		}
-		evbuffer_remove_buffer(in, out, total);
-		c->bytes_in += total;
-		if (r == EG_CHUNK_DONE)
-			c->req_done = 1;
+	size_t n;
+	enum eg_chunk_result r = body_span(in, c->req_body, c->req_remaining, &c->req_chunk, &n);
+	if (r == EG_CHUNK_ERROR) {
+		eg_conn_send_error(c, 400, "malformed chunked request body");
+		return;
 	}
+	evbuffer_remove_buffer(in, out, n);
+	c->bytes_in += n;
+	if (c->req_body == EG_BODY_LENGTH)
+		c->req_remaining -= n;
+	if (r == EG_CHUNK_DONE)
+		c->req_done = 1;
 	if (c->req_done) {
 		/* the stalled-upload timer must not cut a response that takes its time */
 		bufferevent_set_timeouts(c->cbev, NULL, NULL);
@@ -384,39 +402,21 @@ static void pump_response(struct eg_conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->ubev);
 	struct evbuffer *out = bufferevent_get_output(c->cbev);
-	size_t avail = evbuffer_get_length(in);
-	if (c->resp_body == EG_BODY_LENGTH) {
-		size_t n = avail < c->resp_remaining ? avail : (size_t)c->resp_remaining;
-		evbuffer_remove_buffer(in, out, n);
+	size_t n;
+	enum eg_chunk_result r = body_span(in, c->resp_body, c->resp_remaining, &c->resp_chunk, &n);
+	evbuffer_remove_buffer(in, out, n); /* on a chunking error, what was valid before it */
+	c->bytes_out += n;
+	if (c->resp_body == EG_BODY_LENGTH)
 		c->resp_remaining -= n;
-		c->bytes_out += n;
-		if (!c->resp_remaining)
-			c->resp_done = 1;
-	} else if (c->resp_body == EG_BODY_CHUNKED) {
-		struct evbuffer_iovec v[8];
-		size_t total = 0;
-		int nv = evbuffer_peek(in, -1, NULL, v, 8);
-		enum eg_chunk_result r = EG_CHUNK_MORE;
-		for (int i = 0; i < nv && i < 8 && r == EG_CHUNK_MORE; i++) {
-			size_t used = 0;
-			r = eg_chunked_feed(&c->resp_chunk, v[i].iov_base, v[i].iov_len, &used);
-			total += used;
-		}
-		evbuffer_remove_buffer(in, out, total);
-		c->bytes_out += total;
-		if (r == EG_CHUNK_ERROR) {
-			eg_log(EG_LOG_WARN, "upstream", "malformed chunked body from %s", c->target.host);
-			eg_conn_log_access(c, 502);
-			eg_px_end_request(c);
-			eg_conn_close_after_flush(c);
-			return;
-		}
-		if (r == EG_CHUNK_DONE)
-			c->resp_done = 1;
-	} else if (c->resp_body == EG_BODY_UNTIL_CLOSE) {
-		evbuffer_remove_buffer(in, out, avail);
-		c->bytes_out += avail;
+	if (r == EG_CHUNK_ERROR) {
+		eg_log(EG_LOG_WARN, "upstream", "malformed chunked body from %s", c->target.host);
+		eg_conn_log_access(c, 502);
+		eg_px_end_request(c);
+		eg_conn_close_after_flush(c);
+		return;
 	}
+	if (r == EG_CHUNK_DONE)
+		c->resp_done = 1;
 	if (!c->resp_done && evbuffer_get_length(out) >= HIGH_WATER) {
 		bufferevent_disable(c->ubev, EV_READ); /* client is slow: stop reading upstream */
 		bufferevent_setcb(c->cbev, eg_px_client_read_cb, client_write_cb, eg_px_client_event_cb, c);

@@ -533,35 +533,35 @@ void eg_policy_client_hello(struct eg_policy *p, const struct eg_request_info *r
 	memcpy(v->route_host, route, sizeof(route));
 }
 
-/* ---- self-test vectors ---- */
+/* ---- enrollment hooks (est.lua's on_enroll, cmp.lua's on_message) ---- */
 
-void eg_policy_enroll(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v)
+/* Run the enrollment hook ref (named name, from conf): it may allow or deny, never route. */
+static void run_enrollment_hook(struct eg_policy *p, int ref, const char *name, const char *conf,
+				const struct eg_request_info *ri, struct eg_verdict *v)
 {
 	memset(v, 0, sizeof(*v));
-	if (p->ref_on_enroll == LUA_NOREF || !ri->enroll) {
-		deny(v, 403, "hook-error", "no on_enroll policy");
+	if (ref == LUA_NOREF || !ri->enroll) {
+		deny(v, 403, "hook-error", "no %s policy", name);
 		return;
 	}
 	v->allow = 1;
 	v->stage = "hook";
-	run_hook(p, p->ref_on_enroll, ri, v);
+	run_hook(p, ref, ri, v);
 	if (v->allow && v->route_host[0])
-		deny(v, 403, "hook-error", "on_enroll cannot route: upstreams come from est.lua");
+		deny(v, 403, "hook-error", "%s cannot route: upstreams come from %s", name, conf);
+}
+
+void eg_policy_enroll(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v)
+{
+	run_enrollment_hook(p, p->ref_on_enroll, "on_enroll", "est.lua", ri, v);
 }
 
 void eg_policy_cmp(struct eg_policy *p, const struct eg_request_info *ri, struct eg_verdict *v)
 {
-	memset(v, 0, sizeof(*v));
-	if (p->ref_on_message == LUA_NOREF || !ri->enroll) {
-		deny(v, 403, "hook-error", "no on_message policy");
-		return;
-	}
-	v->allow = 1;
-	v->stage = "hook";
-	run_hook(p, p->ref_on_message, ri, v);
-	if (v->allow && v->route_host[0])
-		deny(v, 403, "hook-error", "on_message cannot route: upstreams come from cmp.lua");
+	run_enrollment_hook(p, p->ref_on_message, "on_message", "cmp.lua", ri, v);
 }
+
+/* ---- self-test vectors ---- */
 
 int eg_pol_run_selftests(struct eg_policy *p, lua_State *L, int pt, struct load_ctx *lc, const char *file)
 {

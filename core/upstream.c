@@ -70,7 +70,7 @@ struct upstream_req {
 	int tried_down;                /* an upstream marked down was tried as the last resort */
 	int fresh_retry;               /* a stale kept-alive connection was retried fresh */
 	int reused;                    /* the attempt went over a kept-alive connection */
-	const char *setup_timeout;     /* "TCP connection" or "TLS handshake": what did not finish in time */
+	enum { SETUP_OK, SETUP_TCP, SETUP_TLS } setup_timeout; /* what did not finish in time */
 	double attempt_start;          /* when the new connection of this attempt was started */
 	double tcp_up_at;              /* when its TCP connection was first seen established, or 0 */
 	int answer_started;            /* the attempt's response head has come in */
@@ -329,9 +329,9 @@ static int header_cb(struct evhttp_request *ureq, void *arg)
 
 static const char *error_text(const struct upstream_req *r)
 {
-	if (r->setup_timeout)
-		return !strcmp(r->setup_timeout, "TLS handshake") ? "did not complete the TLS handshake in time"
-								   : "did not complete the TCP connection in time";
+	if (r->setup_timeout != SETUP_OK)
+		return r->setup_timeout == SETUP_TLS ? "did not complete the TLS handshake in time"
+						     : "did not complete the TCP connection in time";
 	if (!r->uerr_set)
 		return "connection or TLS handshake failed";
 	switch (r->uerr) {
@@ -415,10 +415,10 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	if (tcp_up && r->tcp_up_at == 0)
 		r->tcp_up_at = now;
 	if (!tcp_up && now - r->attempt_start >= r->t.connect_timeout) {
-		r->setup_timeout = "TCP connection";
+		r->setup_timeout = SETUP_TCP;
 		limit = r->t.connect_timeout;
 	} else if (tcp_up && now - r->tcp_up_at >= r->t.tls_timeout) {
-		r->setup_timeout = "TLS handshake";
+		r->setup_timeout = SETUP_TLS;
 		limit = r->t.tls_timeout;
 	} else {
 		arm_setup_timer(r, tcp_up ? r->t.tls_timeout - (now - r->tcp_up_at)
@@ -428,7 +428,7 @@ static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	const struct eg_upstream *up = &r->t.up[r->next_up - 1];
 	mark_down(r, up->url);
 	eg_log(EG_LOG_WARN, r->u->area, "upstream %s did not complete the %s in %.1f s; skipped for %.0f s", up->url,
-	       r->setup_timeout, limit, r->t.down_hold);
+	       r->setup_timeout == SETUP_TLS ? "TLS handshake" : "TCP connection", limit, r->t.down_hold);
 	evhttp_cancel_request(r->ureq); /* no callback; the connection is reset */
 	r->ureq = NULL;
 	release_conn(r, 0);
@@ -539,7 +539,7 @@ static void try_next(struct upstream_req *r)
 		r->tried++;
 		r->uconn = conn;
 		r->slot = slot;
-		r->setup_timeout = NULL;
+		r->setup_timeout = SETUP_OK;
 		r->attempt_start = mono();
 		r->tcp_up_at = 0;
 		if (evhttp_make_request(conn, ureq, r->method, path) == 0) {

@@ -49,7 +49,9 @@ openssl ca -config "$P/ca.cnf" -gencrl -out "$P/crl.pem" 2>/dev/null
 cp "$P/crl.pem" "$P/crl-b.pem"
 
 # ---- mock CAs: 8082 answers at once, 8083 makes the client poll once; 8084 accepts and never answers;
-# 8085 reads the message, counts it, sends the head of an answer and 10 of its 400 bytes, and closes ----
+# 8085 reads the message, counts it and breaks its answer: at /pkix/ the head promises 400 bytes
+# and 10 come before the close; at /big/ the head promises 2 MiB (over the 1 MiB accepted); at
+# /stall/ 10 of 400 bytes come, then nothing for 5 s (past the 2 s response timeout) ----
 MOCK=(-srv_ref 1234 -srv_secret pass:test1234 -srv_cert "$P/srv.crt" -srv_key "$P/srv.key"
       -srv_trusted "$P/root.crt" -rsp_cert "$P/new.crt" -rsp_capubs "$P/root.crt" -accept_unprotected)
 eg_bg mock openssl cmp -port 8082 "${MOCK[@]}"
@@ -62,7 +64,7 @@ s.bind(("127.0.0.1", 8084)); s.listen(16); held = []
 while True:
     c, _ = s.accept(); held.append(c)'
 eg_bg cutoff python3 -c '
-import socket, sys
+import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 8085)); s.listen(16); n = 0
 while True:
@@ -73,8 +75,11 @@ while True:
     length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
     while len(body) < length:
         body += c.recv(65536)
-    n += 1; print("received", n, flush=True)
-    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/pkixcmp\r\nContent-Length: 400\r\n\r\n" + b"0" * 10)
+    n += 1; print("received", n, head.split(b" ")[1].decode(), flush=True)
+    size = b"2097152" if b" /big/" in head else b"400"
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/pkixcmp\r\nContent-Length: " + size + b"\r\n\r\n" + b"0" * 10)
+    if b" /stall/" in head:
+        time.sleep(5)
     c.close()'
 CUTOFF_LOG=$EG_T/cutoff.log
 eg_wait_listen 8082 10 "$MOCK_PID"
@@ -110,6 +115,8 @@ return {
     failover = { upstreams = { "http://127.0.0.1:9/pkix/", mock[1] }, mac = { ["1234"] = "test1234" } },
     silent = { upstreams = { "http://127.0.0.1:8084/pkix/" }, mac = { ["1234"] = "test1234" } },
     cutoff = { upstreams = { "http://127.0.0.1:8085/pkix/", mock[1] }, mac = { ["1234"] = "test1234" } },
+    toobig = { upstreams = { "http://127.0.0.1:8085/big/", mock[1] }, mac = { ["1234"] = "test1234" } },
+    stall = { upstreams = { "http://127.0.0.1:8085/stall/", mock[1] }, mac = { ["1234"] = "test1234" } },
   },
   on_message = require("policies.cmp").policy{ aliases = { ["*"] = {} } },
 }
@@ -237,12 +244,19 @@ eg_run 20 openssl cmp -server 127.0.0.1:8082 -path pkix/ -cmd genm "${MAC[@]}" -
   -reqout "$EG_T/genm.der" >"$EG_T/genm.log" 2>&1 || eg_fail "genm for the cut-off CA: $(tail -n 3 "$EG_T/genm.log")"
 want=$((want + 1))   # (made against the mock itself)
 before=$(mock_count mock)
-code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/pkixcmp' --data-binary @"$EG_T/genm.der" \
-  http://127.0.0.1:8829/.well-known/cmp/p/cutoff)
-[[ $code == 500 ]] || eg_fail "answer cut off: HTTP $code, not 500"
-[[ $(grep -c received "$CUTOFF_LOG") -eq 1 ]] || eg_fail "answer cut off: the cut-off CA got $(grep -c received "$CUTOFF_LOG") messages"
-[[ $(mock_count mock) -eq $before ]] || eg_fail "answer cut off: the message went on to the second CA"
-eg_ok "an answer cut off part-way: HTTP 500, sent to no other CA"
+n=0
+for alias in cutoff toobig stall; do   # cut off, larger than accepted, stalled past the response timeout
+  n=$((n + 1))
+  t0=$(date +%s.%N)
+  code=$(curl -s --max-time 15 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/pkixcmp' \
+    --data-binary @"$EG_T/genm.der" "http://127.0.0.1:8829/.well-known/cmp/p/$alias")
+  took=$(python3 -c "print(round($(date +%s.%N) - $t0, 1))")
+  [[ $code == 500 ]] || eg_fail "answer broken ($alias): HTTP $code, not 500"
+  [[ $(grep -c received "$CUTOFF_LOG") -eq $n ]] || eg_fail "answer broken ($alias): the breaking CA got $(grep -c received "$CUTOFF_LOG") messages, not $n"
+  python3 -c "import sys; sys.exit(0 if $took < 4.5 else 1)" || eg_fail "answer broken ($alias): took ${took}s"
+done
+[[ $(mock_count mock) -eq $before ]] || eg_fail "answer broken: a message went on to the second CA"
+eg_ok "answers cut off, too large, or stalled mid-body: HTTP 500 in bounded time, sent to no other CA"
 
 # ---- HTTP level ----
 code=$(curl -s -o "$EG_T/junk.der" -w '%{http_code} %{content_type}' -H 'Content-Type: application/pkixcmp' \
