@@ -2,8 +2,9 @@
 # bench/cmp.sh — CMP transactions per second and latency, directly against the `openssl cmp` mock CA
 # and through enrollgate's CMP proxy (MAC check, policy hook, relay), in one run with the same
 # message: a MAC-protected genm (one round trip; the mock answers the same message again and again).
-# Prints "metric value unit" lines and the ratios. Runs in a private network namespace (the mock
-# binds every interface; needs root). env: SECONDS_PER_RUN=10 THREADS=8 PIN=1 DEPS=1 BUILD=1.
+# Prints "metric value unit" lines and the ratios; the runs are est.sh's (both placements, then one
+# message in flight). Runs in a private network namespace (the mock binds every interface; needs
+# root). env: SECONDS_PER_RUN=10 THREADS=8 PIN=1 DEPS=1 BUILD=1.
 # THREADS=8: enough messages in flight to saturate the direct path and the relayed one alike
 # (with 2 in flight the relayed run is bound by each exchange's latency, not by anyone's CPU).
 set -euo pipefail
@@ -63,20 +64,12 @@ cc -O2 -pthread -o "$W/post_load" "$B/lib/post_load.c" -lssl -lcrypto -lm
 load() { "${LOAD_PIN[@]}" "$W/post_load" -u "$2" -t application/pkixcmp -e application/pkixcmp -g -m "cmp.$1" -r tps:tx/s \
   -c "$THREADS" -s "$SECS" "$W/genm.der"; }
 log "warm-up"; SECS=2 load warmup http://127.0.0.1:8829/.well-known/cmp/p/bench >/dev/null
-echo "# cmp bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, PIN=${PIN:-1}, MAC-protected genm, mock CA: openssl cmp -port (one thread)"
-EGPID=$(pgrep -f "enrollgate run -c $W/conf" | head -n 1)
-place direct "${PIDS[0]}" "$EGPID"
-CA0=$(proc_ticks "${PIDS[0]}")
-log "direct"; load direct http://127.0.0.1:8082/pkix/ | tee "$W/direct.txt"
-cpu_per_op cmp.direct.ca_cpu_per_tx $(($(proc_ticks "${PIDS[0]}") - CA0)) "$W/direct.txt" cmp.direct.tps
-place enrollgate "${PIDS[0]}" "$EGPID"
-CA0=$(proc_ticks "${PIDS[0]}")
-profile_begin "$EGPID" "$SECS" "$W"
-log "through enrollgate"; load enrollgate http://127.0.0.1:8829/.well-known/cmp/p/bench | tee "$W/eg.txt"
-profile_end
-cpu_per_op cmp.enrollgate.ca_cpu_per_tx $(($(proc_ticks "${PIDS[0]}") - CA0)) "$W/eg.txt" cmp.enrollgate.tps
-cpu_per_op cmp.enrollgate.cpu_per_tx "$PROFILE_TICKS" "$W/eg.txt" cmp.enrollgate.tps
-awk '{ v[$1] = $2 } END {
-  printf "ratio.cmp.enrollgate_vs_direct.tps %.3f x\n", v["cmp.enrollgate.tps"] / v["cmp.direct.tps"]
-  printf "cmp.added_p50 %.2f ms\n", v["cmp.enrollgate.p50"] - v["cmp.direct.p50"]
-}' "$W/direct.txt" "$W/eg.txt"
+echo "# cmp bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads (and 1), PIN=${PIN:-1}, MAC-protected genm, mock CA: openssl cmp -port (one thread)"
+BENCH=cmp OP=tx RATE=tps CA_PID=${PIDS[0]} EG_PID=$(pgrep -f "enrollgate run -c $W/conf" | head -n 1)
+CA_URL=http://127.0.0.1:8082/pkix/ EG_URL=http://127.0.0.1:8829/.well-known/cmp/p/bench
+measure direct direct "$CA_URL"
+measure enrollgate_ca_core ca-core "$EG_URL"
+measure enrollgate_relay_core relay-core "$EG_URL"
+THREADS=1 measure direct_1 direct "$CA_URL"
+THREADS=1 measure enrollgate_1 relay-core "$EG_URL"
+pair_ratios

@@ -2,7 +2,8 @@
 # bench/est.sh — EST enrollments per second and latency, directly against the test EST CA
 # (tests/est/estca.py) and through enrollgate's EST registration authority, in one run with the
 # same CSR mix (RSA 2048, EC P-256, EC P-384, Ed25519). Prints "metric value unit" lines and the
-# ratios. Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 PIN=1 DEPS=1 BUILD=1 (0 skips apt /
+# ratios. Runs: direct, through enrollgate placed both ways (bench/lib/profile.sh: place), then both
+# with one enrollment in flight for the added latency without queueing. Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 PIN=1 DEPS=1 BUILD=1 (0 skips apt /
 # build). The load: bench/lib/post_load.c (with the User-Agent and Accept an EST client such as curl
 # or libest sends: the test CA's CPU per request grows with each header it parses); placement:
 # bench/lib/profile.sh.
@@ -71,19 +72,12 @@ load() { # name url
     -P pw-d -H "User-Agent: est-device/1.0" -H "Accept: */*" "$W"/csrs/*.b64
 }
 log "warm-up"; SECS=2 load warmup "https://localhost:$EST_PORT/.well-known/est" >/dev/null
-echo "# est bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads, PIN=${PIN:-1}, CSR mix RSA-2048/P-256/P-384/Ed25519; CA: tests/est/estca.py"
-place direct "${PIDS[0]}" "$EGPID"
-CA0=$(proc_ticks "${PIDS[0]}")
-log "direct"; load direct "https://localhost:$CA_PORT/.well-known/est" | tee "$W/direct.txt"
-cpu_per_op est.direct.ca_cpu_per_enroll $(($(proc_ticks "${PIDS[0]}") - CA0)) "$W/direct.txt" est.direct.enroll_rps
-place enrollgate "${PIDS[0]}" "$EGPID"
-CA0=$(proc_ticks "${PIDS[0]}")
-profile_begin "$EGPID" "$SECS" "$W"
-log "through enrollgate"; load enrollgate "https://localhost:$EST_PORT/.well-known/est" | tee "$W/eg.txt"
-profile_end
-cpu_per_op est.enrollgate.ca_cpu_per_enroll $(($(proc_ticks "${PIDS[0]}") - CA0)) "$W/eg.txt" est.enrollgate.enroll_rps
-cpu_per_op est.enrollgate.cpu_per_enroll "$PROFILE_TICKS" "$W/eg.txt" est.enrollgate.enroll_rps
-awk '{ v[$1] = $2 } END {
-  printf "ratio.est.enrollgate_vs_direct.enroll_rps %.3f x\n", v["est.enrollgate.enroll_rps"] / v["est.direct.enroll_rps"]
-  printf "est.added_p50 %.2f ms\n", v["est.enrollgate.p50"] - v["est.direct.p50"]
-}' "$W/direct.txt" "$W/eg.txt"
+echo "# est bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads (and 1), PIN=${PIN:-1}, CSR mix RSA-2048/P-256/P-384/Ed25519; CA: tests/est/estca.py"
+BENCH=est OP=enroll RATE=enroll_rps CA_PID=${PIDS[0]} EG_PID=$EGPID
+CA_URL=https://localhost:$CA_PORT/.well-known/est EG_URL=https://localhost:$EST_PORT/.well-known/est
+measure direct direct "$CA_URL"
+measure enrollgate_ca_core ca-core "$EG_URL"
+measure enrollgate_relay_core relay-core "$EG_URL"
+THREADS=1 measure direct_1 direct "$CA_URL"
+THREADS=1 measure enrollgate_1 relay-core "$EG_URL"
+pair_ratios

@@ -7,11 +7,25 @@
 #                                    lines and copies perf.data to KEEP_PERF if set
 #   cpu_per_op METRIC TICKS FILE RATE   prints "METRIC n us": TICKS of CPU over the run divided by
 #                                    the operations of the run (the RATE line of FILE times SECS)
-#   place direct|enrollgate CA_PID EG_PID   before a run, PIN=1 (default) as in bench/run.sh: the
-#                                    load generator on cpu 0 (LOAD_PIN: its taskset prefix); direct,
-#                                    the CA on cpu 1; through enrollgate, the CA beside the load
-#                                    generator on cpu 0 and enrollgate on cpu 1 (the relay gets a core
-#                                    of its own, as a proxy does in run.sh). PIN=0: no pinning.
+#   place direct|relay-core|ca-core CA_PID EG_PID   before a run, PIN=1 (default): the load
+#                                    generator on cpu 0 (LOAD_PIN: its taskset prefix); direct: the
+#                                    CA on cpu 1; relay-core: the CA beside the load generator on
+#                                    cpu 0, enrollgate on cpu 1 (the relay has a core of its own, as a
+#                                    proxy has in run.sh); ca-core: enrollgate beside the load
+#                                    generator on cpu 0, the CA on cpu 1 (the CA keeps the core it had
+#                                    in the direct run). PIN=0: no pinning.
+#   measure NAME PLACEMENT URL       one run of the sourcing script's `load NAME URL`, placed; prints
+#                                    its lines (kept in W/run.NAME.txt), then BENCH.NAME.ca_cpu_per_OP
+#                                    and, through enrollgate, BENCH.NAME.cpu_per_OP (enrollgate's). Needs
+#                                    BENCH, OP, RATE (the load's rate metric), CA_PID, EG_PID, W. The
+#                                    run named enrollgate_relay_core is the one profiled (PROFILE=1).
+#   pair_ratios                      after the runs direct, enrollgate_ca_core, enrollgate_relay_core
+#                                    (THREADS in flight) and direct_1, enrollgate_1 (one in flight):
+#                                    each placement's ratio to direct; "best", the higher of the two (on
+#                                    two cores one of the three programs must share the load
+#                                    generator's core, and the placement where the one that is not the
+#                                    bottleneck shares it is the one that resembles three machines);
+#                                    added_p50 with one in flight (no queue anywhere) and loaded.
 cpu_per_op() {
   awk -v m="$1" -v c="$2" -v k="$4" -v s="$SECS" -v hz="$(getconf CLK_TCK)" '$1 == k { r = $2 }
     END { printf "%s %.0f us\n", m, r ? c / hz / (r * s) * 1e6 : 0 }' "$3"
@@ -44,6 +58,43 @@ place() {
   LOAD_PIN=()
   [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ] || return 0
   LOAD_PIN=(taskset -c 0)
-  taskset -a -cp "$([ "$1" = direct ] && echo 1 || echo 0)" "$2" >/dev/null
-  taskset -a -cp 1 "$3" >/dev/null
+  case $1 in
+    direct) taskset -a -cp 1 "$2" >/dev/null; taskset -a -cp 1 "$3" >/dev/null ;;
+    relay-core) taskset -a -cp 0 "$2" >/dev/null; taskset -a -cp 1 "$3" >/dev/null ;;
+    ca-core) taskset -a -cp 1 "$2" >/dev/null; taskset -a -cp 0 "$3" >/dev/null ;;
+    *) echo "place: $1?" >&2; return 1 ;;
+  esac
+}
+
+measure() {
+  local name=$1 where=$2 url=$3 ca0 eg0 prof=0
+  [ "$name" = enrollgate_relay_core ] && prof=1
+  place "$where" "$CA_PID" "$EG_PID"
+  ca0=$(proc_ticks "$CA_PID") eg0=$(proc_ticks "$EG_PID")
+  [ $prof = 1 ] && profile_begin "$EG_PID" "$SECS" "$W"
+  log "$name ($where, $THREADS in flight)"
+  load "$name" "$url" | tee "$W/run.$name.txt"
+  [ $prof = 1 ] && profile_end
+  local f=$W/run.$name.txt k=$BENCH.$name.$RATE
+  cpu_per_op "$BENCH.$name.ca_cpu_per_$OP" $(($(proc_ticks "$CA_PID") - ca0)) "$f" "$k" | tee -a "$f"
+  [ "$where" = direct ] || cpu_per_op "$BENCH.$name.cpu_per_$OP" $(($(proc_ticks "$EG_PID") - eg0)) "$f" "$k" | tee -a "$f"
+}
+
+pair_ratios() {
+  cat "$W"/run.*.txt | awk -v b="$BENCH" -v r="$RATE" '
+    { v[$1] = $2 }
+    function ratio(n,   x) {
+      if (v[b "." n "." r] == "" || !v[b ".direct." r]) return 0
+      x = v[b "." n "." r] / v[b ".direct." r]
+      printf "ratio.%s.%s_vs_direct.%s %.3f x\n", b, n, r, x
+      return x
+    }
+    END {
+      c = ratio("enrollgate_ca_core"); e = ratio("enrollgate_relay_core")
+      printf "ratio.%s.best_vs_direct.%s %.3f x\n", b, r, c > e ? c : e
+      if (v[b ".direct_1.p50"] != "")
+        printf "%s.added_p50 %.2f ms\n", b, v[b ".enrollgate_1.p50"] - v[b ".direct_1.p50"]
+      n = c > e ? "enrollgate_ca_core" : "enrollgate_relay_core"
+      printf "%s.added_p50_loaded %.2f ms\n", b, v[b "." n ".p50"] - v[b ".direct.p50"]
+    }'
 }
