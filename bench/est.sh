@@ -79,5 +79,5 @@ measure direct direct "$CA_URL"
 measure enrollgate_ca_core ca-core "$EG_URL"
 measure enrollgate_relay_core relay-core "$EG_URL"
 THREADS=1 measure direct_1 direct "$CA_URL"
-THREADS=1 measure enrollgate_1 relay-core "$EG_URL"
+THREADS=1 measure enrollgate_1 ca-core "$EG_URL"
 pair_ratios

@@ -32,7 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
-struct body { char *data; size_t len; };
+/* A body and the whole request that carries it (head and body in one buffer: written with one
+ * write, as curl and OpenSSL's HTTP client send a small POST) */
+struct body { char *data; size_t len; char *req; size_t req_len; };
 
 static struct {
 	int tls, port, genp, seconds;
@@ -142,12 +144,9 @@ static int is_genp(const unsigned char *b, size_t n)
  * 0 for a bad one, -1 when the connection failed before any answer byte (retry). */
 static int exchange(struct worker *w, const struct body *b, int *fresh)
 {
-	char head[2048];
 	*fresh = w->fd < 0;
 	if (*fresh && dial(w) < 0) return 0;
-	int hn = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s:%d\r\n%sContent-Type: %s\r\n"
-	                  "Content-Length: %zu\r\n\r\n", cfg.path, cfg.host, cfg.port, cfg.extra, cfg.ctype, b->len);
-	if (xwrite(w, head, (size_t)hn) < 0 || xwrite(w, b->data, b->len) < 0) return -1;
+	if (xwrite(w, b->req, b->req_len) < 0) return -1;
 	size_t got = 0;
 	char *he = NULL;
 	while (!he) {
@@ -222,6 +221,19 @@ static int read_file(const char *name, struct body *b)
 	return b->len == (size_t)n ? 0 : -1;
 }
 
+/* b's request (head from cfg, then the body): 0, or -1 */
+static int build_request(struct body *b)
+{
+	char head[2048];
+	int hn = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s:%d\r\n%sContent-Type: %s\r\n"
+	                  "Content-Length: %zu\r\n\r\n", cfg.path, cfg.host, cfg.port, cfg.extra, cfg.ctype, b->len);
+	if (hn < 0 || (size_t)hn >= sizeof head || !(b->req = malloc((size_t)hn + b->len))) return -1;
+	memcpy(b->req, head, (size_t)hn);
+	memcpy(b->req + hn, b->data, b->len);
+	b->req_len = (size_t)hn + b->len;
+	return 0;
+}
+
 static int pass_cb(char *buf, int size, int rw, void *u)
 {
 	(void)rw;
@@ -285,7 +297,10 @@ int main(int argc, char **argv)
 	cfg.nbodies = argc - optind;
 	cfg.bodies = calloc((size_t)cfg.nbodies, sizeof *cfg.bodies);
 	for (int i = 0; i < cfg.nbodies; i++)
-		if (read_file(argv[optind + i], &cfg.bodies[i]) < 0) { perror(argv[optind + i]); return 1; }
+		if (read_file(argv[optind + i], &cfg.bodies[i]) < 0 || build_request(&cfg.bodies[i]) < 0) {
+			perror(argv[optind + i]);
+			return 1;
+		}
 	if (cfg.tls) {
 		cfg.ctx = SSL_CTX_new(TLS_client_method());
 		SSL_CTX_set_verify(cfg.ctx, SSL_VERIFY_PEER, NULL);
