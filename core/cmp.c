@@ -187,7 +187,7 @@ static void cmp_fail(struct cmp_call *call, enum eg_cmp_reason why, const char *
 	OPENSSL_free(der);
 	evhttp_add_header(evhttp_request_get_output_headers(call->req), "Content-Type", "application/pkixcmp");
 	evhttp_add_header(evhttp_request_get_output_headers(call->req), "Cache-Control", "no-cache");
-	evhttp_send_reply(call->req, 200, "OK", b);
+	eg_http_send_reply(call->req, 200, "OK", b);
 	evbuffer_free(b);
 	audit(call, 200, eg_cmp_reason_name(why), detail ? detail : text, "error", NULL);
 	call_free(call);
@@ -235,7 +235,7 @@ static void backend_reply_cb(const struct eg_cmp_backend_answer *r, void *arg)
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(call->req);
 	evhttp_add_header(oh, "Content-Type", r->content_type ? r->content_type : "application/octet-stream");
 	evhttp_add_header(oh, "Cache-Control", "no-cache");
-	evhttp_send_reply(call->req, code, r->status_line, in);
+	eg_http_send_reply(call->req, code, r->status_line, in);
 	audit(call, code, code == 200 && answer ? "relayed" : "relayed-other", NULL, answer, status[0] ? status : NULL);
 	call_free(call);
 }

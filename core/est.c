@@ -271,7 +271,7 @@ static int cache_answer(struct est_call *call, double max_age, const char *outco
 	if (!b)
 		return 0;
 	evbuffer_add(b, evbuffer_pullup(c->body, -1), evbuffer_get_length(c->body));
-	evhttp_send_reply(call->req, 200, "OK", b);
+	eg_http_send_reply(call->req, 200, "OK", b);
 	evbuffer_free(b);
 	char age[64];
 	snprintf(age, sizeof(age), "cached %.0f s ago", mono() - c->stored_at);
@@ -390,7 +390,7 @@ static void upstream_reply_cb(const struct eg_upstream_reply *r, void *arg)
 			evhttp_add_header(dh, pass[i], v);
 	}
 	/* the CA's own answer, relayed as it is: success, 202 + Retry-After, or its refusal */
-	evhttp_send_reply(call->req, code, evhttp_request_get_response_code_line(ureq), in);
+	eg_http_send_reply(call->req, code, evhttp_request_get_response_code_line(ureq), in);
 	audit(call, code, code == 200 ? "issued" : code == 202 ? "pending" : code < 400 ? "relayed" : "refused-by-ca",
 	      NULL, is_enroll && code == 200 ? &issued : NULL);
 	call_free(call);

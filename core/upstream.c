@@ -20,6 +20,7 @@
 #include <event2/keyvalq_struct.h>
 #include <openssl/x509v3.h>
 
+#include "http_reply.h"
 #include "log.h"
 #include "origin_pool.h"
 
@@ -42,6 +43,7 @@ struct pooled_conn {
 	int busy;
 	int dead;                      /* closed while busy: dropped when its request ends */
 	double idle_since;
+	evutil_socket_t nodelay_fd;    /* the socket TCP_NODELAY was set on (-1: none yet) */
 };
 
 struct eg_upstreams {
@@ -271,6 +273,7 @@ static struct pooled_conn *pool_adopt(struct eg_upstreams *u, struct evhttp_conn
 	snprintf(s->url, sizeof(s->url), "%s", url);
 	s->ctx = ctx;
 	s->busy = 1;
+	s->nodelay_fd = -1;
 	evhttp_connection_set_closecb(conn, pool_closecb, s);
 	return s;
 }
@@ -285,7 +288,11 @@ static void release_conn(struct upstream_req *r, int healthy)
 			s->busy = 0;
 			s->idle_since = mono();
 			/* evhttp creates the socket inside its connect: the first request went without it */
-			set_nodelay(bufferevent_getfd(evhttp_connection_get_bufferevent(s->conn)));
+			evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(s->conn));
+			if (fd != s->nodelay_fd) {
+				set_nodelay(fd);
+				s->nodelay_fd = fd;
+			}
 		} else {
 			pool_drop(s);
 		}
@@ -542,7 +549,11 @@ static void try_next(struct upstream_req *r)
 		r->setup_timeout = SETUP_OK;
 		r->attempt_start = mono();
 		r->tcp_up_at = 0;
+		int was_empty = eg_http_pending(conn) == 0;
 		if (evhttp_make_request(conn, ureq, r->method, path) == 0) {
+			/* (on a new connection the request is queued until it is connected) */
+			if (r->reused)
+				eg_http_one_record(conn, was_empty);
 			if (r->uconn == conn) { /* (a failure may have been reported synchronously) */
 				r->ureq = ureq;
 				if (!r->reused && (r->connect_timer ||
