@@ -70,6 +70,7 @@ CA_URL=http://127.0.0.1:8082/pkix/ EG_URL=http://127.0.0.1:8829/.well-known/cmp/
 measure direct direct "$CA_URL"
 measure enrollgate_ca_core ca-core "$EG_URL"
 measure enrollgate_relay_core relay-core "$EG_URL"
+measure direct_again direct "$CA_URL"
 THREADS=1 measure direct_1 direct "$CA_URL"
 THREADS=1 measure enrollgate_1 ca-core "$EG_URL"
 pair_ratios

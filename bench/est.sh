@@ -2,8 +2,8 @@
 # bench/est.sh — EST enrollments per second and latency, directly against the test EST CA
 # (tests/est/estca.py) and through enrollgate's EST registration authority, in one run with the
 # same CSR mix (RSA 2048, EC P-256, EC P-384, Ed25519). Prints "metric value unit" lines and the
-# ratios. Runs: direct, through enrollgate placed both ways (bench/lib/profile.sh: place), then both
-# with one enrollment in flight for the added latency without queueing. Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 PIN=1 DEPS=1 BUILD=1 (0 skips apt /
+# ratios. Runs: direct, through enrollgate placed both ways (bench/lib/profile.sh: place), direct
+# again, then both with one enrollment in flight for the added latency without queueing. Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 PIN=1 DEPS=1 BUILD=1 (0 skips apt /
 # build). The load: bench/lib/post_load.c (with the User-Agent and Accept an EST client such as curl
 # or libest sends: the test CA's CPU per request grows with each header it parses); placement:
 # bench/lib/profile.sh.
@@ -78,6 +78,7 @@ CA_URL=https://localhost:$CA_PORT/.well-known/est EG_URL=https://localhost:$EST_
 measure direct direct "$CA_URL"
 measure enrollgate_ca_core ca-core "$EG_URL"
 measure enrollgate_relay_core relay-core "$EG_URL"
+measure direct_again direct "$CA_URL"
 THREADS=1 measure direct_1 direct "$CA_URL"
 THREADS=1 measure enrollgate_1 ca-core "$EG_URL"
 pair_ratios

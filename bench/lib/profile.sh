@@ -19,9 +19,10 @@
 #                                    and, through enrollgate, BENCH.NAME.cpu_per_OP (enrollgate's). Needs
 #                                    BENCH, OP, RATE (the load's rate metric), CA_PID, EG_PID, W. The
 #                                    run named enrollgate_relay_core is the one profiled (PROFILE=1).
-#   pair_ratios                      after the runs direct, enrollgate_ca_core, enrollgate_relay_core
-#                                    (THREADS in flight) and direct_1, enrollgate_1 (one in flight):
-#                                    each placement's ratio to direct; "best", the higher of the two (on
+#   pair_ratios                      after the runs direct, enrollgate_ca_core, enrollgate_relay_core,
+#                                    direct_again (THREADS in flight) and direct_1, enrollgate_1 (one
+#                                    in flight): each placement's ratio to the mean of the two direct
+#                                    runs around them; "best", the higher of the two (on
 #                                    two cores one of the three programs must share the load
 #                                    generator's core, and the placement where the one that is not the
 #                                    bottleneck shares it is the one that resembles three machines);
@@ -84,12 +85,15 @@ pair_ratios() {
   cat "$W"/run.*.txt | awk -v b="$BENCH" -v r="$RATE" '
     { v[$1] = $2 }
     function ratio(n,   x) {
-      if (v[b "." n "." r] == "" || !v[b ".direct." r]) return 0
-      x = v[b "." n "." r] / v[b ".direct." r]
+      if (v[b "." n "." r] == "" || !d) return 0
+      x = v[b "." n "." r] / d
       printf "ratio.%s.%s_vs_direct.%s %.3f x\n", b, n, r, x
       return x
     }
     END {
+      # the direct rate: the mean of the runs before and after the relayed ones (the machine drifts)
+      d = v[b ".direct." r]
+      if (v[b ".direct_again." r] != "") d = (d + v[b ".direct_again." r]) / 2
       c = ratio("enrollgate_ca_core"); e = ratio("enrollgate_relay_core")
       printf "ratio.%s.best_vs_direct.%s %.3f x\n", b, r, c > e ? c : e
       if (v[b ".direct_1.p50"] != "")
