@@ -14,6 +14,7 @@
 #include "cmp.h"
 #include "est.h"
 #include "log.h"
+#include "origin_pool.h"
 
 static void iso_time(time_t t, char *out, size_t cap)
 {
@@ -52,9 +53,10 @@ static void render_status(struct eg_server *srv, struct evbuffer *b)
 	evbuffer_add_printf(b, "\"last_reload_at\":\"%s\",\"reloading\":%s,\"draining\":%s,\"conf_dir\":", last,
 			    srv->building ? "true" : "false", srv->draining ? "true" : "false");
 	json_str(b, srv->conf_dir);
-	evbuffer_add_printf(b, ",\"active_connections\":%lld,\"active_tunnels\":%lld,\"rules\":%d}\n",
+	evbuffer_add_printf(b, ",\"active_connections\":%lld,\"active_tunnels\":%lld,\"idle_origin_connections\":%d,"
+			    "\"cached_request_states\":%d,\"rules\":%d}\n",
 			    (long long)srv->metrics.active_connections, (long long)srv->metrics.active_tunnels,
-			    eg_allowlist_count(p->allowlist));
+			    eg_origin_pool_count(srv->origins), srv->req_state_nfree, eg_allowlist_count(p->allowlist));
 }
 
 static void render_metrics(struct eg_server *srv, struct evbuffer *b)

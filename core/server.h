@@ -60,6 +60,7 @@ struct eg_server {
 	struct eg_req_state *req_state_free; /* free list of per-request state (proxy.c) */
 	struct eg_origin_pool *origins; /* idle origin connections shared between clients (proxy.c) */
 	int req_state_nfree;
+	struct event *idle_trim_ev; /* gives memory back once no proxy connection is left (proxy.c) */
 };
 
 struct eg_conn;

@@ -270,6 +270,35 @@ class ProxyTest(unittest.TestCase):
         finally:
             origin.stop()
 
+    def test_memory_given_back_when_idle(self):
+        # many clients at once leave request states for reuse; a second after the last
+        # connection closed they are freed (and the heap trimmed)
+        url = self.url("/small")
+        req = ("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % url).encode()
+        socks = [socket.create_connection(("127.0.0.1", self.eg.port)) for _ in range(16)]
+        try:
+            for s in socks:
+                s.sendall(req)
+            for s in socks:
+                s.settimeout(5)
+                got = b""
+                while not got.endswith(b"x" * 100):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+                self.assertIn(b"HTTP/1.1 200", got)
+            # sixteen requests were in flight together: their states wait on the free list
+            self.assertGreaterEqual(self.eg.status()["cached_request_states"], 16)
+            self.assertGreaterEqual(self.eg.status()["idle_origin_connections"], 0)
+        finally:
+            for s in socks:
+                s.close()
+        deadline = time.time() + 10
+        while time.time() < deadline and self.eg.status()["cached_request_states"] > 0:
+            time.sleep(0.2)
+        self.assertEqual(self.eg.status()["cached_request_states"], 0)
+
     def test_origin_closing_kept_alive_connections_fails_no_request(self):
         # the origin closes every connection after its answer without saying so: a pooled or
         # kept-alive connection may be found closed as a request goes out; a GET is sent again
