@@ -26,6 +26,7 @@ struct origin {
 struct eg_origin_pool {
 	struct origin slot[EG_ORIGIN_POOL_MAX];
 	int count;
+	double idle;               /* seconds a connection is kept (EG_ORIGIN_POOL_IDLE) */
 };
 
 static double mono(void)
@@ -37,7 +38,16 @@ static double mono(void)
 
 struct eg_origin_pool *eg_origin_pool_new(void)
 {
-	return calloc(1, sizeof(struct eg_origin_pool));
+	struct eg_origin_pool *p = calloc(1, sizeof(struct eg_origin_pool));
+	if (p)
+		p->idle = EG_ORIGIN_POOL_IDLE;
+	return p;
+}
+
+void eg_origin_pool_set_idle(struct eg_origin_pool *p, double seconds)
+{
+	if (p && seconds > 0)
+		p->idle = seconds;
 }
 
 static void drop(struct eg_origin_pool *p, struct origin *o)
@@ -101,7 +111,7 @@ void eg_origin_pool_put(struct eg_origin_pool *p, struct bufferevent *bev, const
 	o->addrlen = addrlen;
 	o->idle_since = mono();
 	p->count++;
-	struct timeval idle = { (time_t)EG_ORIGIN_POOL_IDLE, 0 };
+	struct timeval idle = { (time_t)p->idle, (suseconds_t)((p->idle - (double)(time_t)p->idle) * 1e6) };
 	bufferevent_setcb(bev, idle_read_cb, NULL, idle_event_cb, o);
 	bufferevent_setwatermark(bev, EV_READ, 0, 0);
 	bufferevent_set_timeouts(bev, &idle, NULL);
@@ -128,7 +138,7 @@ struct bufferevent *eg_origin_pool_take(struct eg_origin_pool *p, const char *ho
 		struct origin *o = &p->slot[i];
 		if (!o->bev || o->port != port || strcmp(o->host, host) != 0)
 			continue;
-		if (now - o->idle_since > EG_ORIGIN_POOL_IDLE || !eg_idle_conn_alive(o->bev)) {
+		if (now - o->idle_since > p->idle || !eg_idle_conn_alive(o->bev)) {
 			drop(p, o);
 			continue;
 		}

@@ -21,10 +21,12 @@ struct eg_origin_pool;
 struct eg_origin_pool *eg_origin_pool_new(void);
 void eg_origin_pool_free(struct eg_origin_pool *p);   /* closes every connection; NULL is fine */
 void eg_origin_pool_clear(struct eg_origin_pool *p);  /* closes every connection (drain) */
+/* How long connections put from now on are kept (default EG_ORIGIN_POOL_IDLE; tests shorten it). */
+void eg_origin_pool_set_idle(struct eg_origin_pool *p, double seconds);
 
 /* Keep bev (connected to host:port at addr; no bytes pending either way) for reuse. The pool
  * owns it from here: its callbacks are the pool's, it is closed when the origin closes or
- * sends anything, after EG_ORIGIN_POOL_IDLE, or to make room (the longest idle goes first). */
+ * sends anything, after its idle time, or to make room (the longest idle goes first). */
 void eg_origin_pool_put(struct eg_origin_pool *p, struct bufferevent *bev, const char *host, uint16_t port,
 			const struct sockaddr *addr, int addrlen);
 
