@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <openssl/evp.h>
 #include <openssl/pkcs7.h>
 #include <openssl/ssl.h>
@@ -614,6 +615,54 @@ static void est_request_cb(struct evhttp_request *req, void *arg)
 
 /* Each device connection gets an SSL from the newest server context (a reload may renew the
  * server certificate); connections already open keep theirs. */
+/* ---- device connections ---- */
+
+/* Device connections open now (there is one EST instance per process). One is counted when
+ * evhttp asks for its bufferevent, right after accept(), and uncounted when OpenSSL frees its SSL
+ * (the bufferevent owns it, and evhttp frees the bufferevent with the connection), so one that
+ * never sends a byte counts as well. At est.lua's max_connections the listeners stop accepting
+ * (newcomers wait in the kernel's backlog) until one closes. */
+static struct {
+	int open;
+	int ex_idx;           /* SSL ex_data slot of counted connections (-1: not made yet) */
+	struct eg_est *est;   /* NULL once freed: SSLs freed after that only count down */
+	int paused;
+} est_conns = { 0, -1, NULL, 0 };
+
+static int max_connections(const struct eg_est *e)
+{
+	const struct eg_policy *p = e->srv->policy;
+	return p && p->est ? p->est->max_connections : EG_EST_MAX_CONNECTIONS;
+}
+
+static void set_accepting(struct eg_est *e, int on)
+{
+	for (int i = 0; i < e->nbound; i++) {
+		struct evconnlistener *l = evhttp_bound_socket_get_listener(e->bound[i]);
+		if (l)
+			(void)(on ? evconnlistener_enable(l) : evconnlistener_disable(l));
+	}
+	est_conns.paused = !on;
+	if (on)
+		eg_log(EG_LOG_INFO, "est", "accepting device connections again (%d open)", est_conns.open);
+	else
+		eg_log(EG_LOG_WARN, "est", "max_connections (%d) device connections open: not accepting more until one closes",
+		       est_conns.open);
+}
+
+/* OpenSSL's ex_data free function, called for every SSL freed in the process: ours carry the
+ * EST instance. */
+static void counted_ssl_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+	if (!ptr)
+		return;
+	est_conns.open--;
+	struct eg_est *e = est_conns.est;
+	if (e && est_conns.paused && e->nbound > 0 && est_conns.open < max_connections(e))
+		set_accepting(e, 1); /* (not while draining: the listeners are gone) */
+}
+
 static struct bufferevent *est_bevcb(struct event_base *base, void *arg)
 {
 	struct eg_est *e = arg;
@@ -623,11 +672,16 @@ static struct bufferevent *est_bevcb(struct event_base *base, void *arg)
 		e->ctx = p->est->server_ctx;
 	}
 	SSL *ssl = SSL_new(e->ctx);
-	/* without an SSL the connection is plain, and every request on it is refused (421) */
-	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
-		   : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!ssl) /* then the connection is plain, and every request on it is refused (421) */
+		return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+								 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev && est_conns.ex_idx >= 0 && SSL_set_ex_data(ssl, est_conns.ex_idx, e) == 1 &&
+	    ++est_conns.open >= max_connections(e) && !est_conns.paused)
+		set_accepting(e, 0);
+	return bev;
 }
+
 
 int eg_est_start(struct eg_server *srv)
 {
@@ -639,6 +693,10 @@ int eg_est_start(struct eg_server *srv)
 		return -1;
 	e->srv = srv;
 	srv->est = e;
+	if (est_conns.ex_idx < 0)
+		est_conns.ex_idx = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, NULL, NULL, counted_ssl_free);
+	est_conns.est = e;
+	est_conns.paused = 0;
 	e->pw = eg_pw_checker_new(srv->base);
 	e->up = eg_upstreams_new(srv->base, srv->dns, "est", "enrollgate-est");
 	if (!e->pw || !e->up)
@@ -810,12 +868,16 @@ void eg_est_render_metrics(struct eg_est *e, struct evbuffer *b)
 	if (e->stats_other)
 		evbuffer_add_printf(b, "enrollgate_est_requests_total{label=\"(other)\",result=\"(other)\"} %llu\n",
 				    e->stats_other);
+	evbuffer_add_printf(b, "# HELP enrollgate_est_connections Device connections open on the EST listeners.\n"
+			       "# TYPE enrollgate_est_connections gauge\nenrollgate_est_connections %d\n",
+			    est_conns.open);
 }
 
 void eg_est_free(struct eg_est *e)
 {
 	if (!e)
 		return;
+	est_conns.est = NULL;
 	eg_pw_checker_free(e->pw);
 	for (int i = 0; i < EST_CACHE_SLOTS; i++)
 		if (e->cache[i].body)

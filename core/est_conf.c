@@ -228,9 +228,9 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 	c->err_upstream_down = (struct eg_est_error){ 503, "no upstream CA answered" };
 	c->err_upstream_timeout = (struct eg_est_error){ 503, "the CA took the request and did not answer in time; retry later" };
 	c->err_bad_answer = (struct eg_est_error){ 502, "upstream CA answered with something that is not a PKCS#7" };
-	double retry_after = 60;
+	double retry_after = 60, max_connections = EG_EST_MAX_CONNECTIONS;
 	static const char *const known[] = { "listen", "tls", "identity", "users", "labels", "timeouts", "retry_after",
-					     "down_hold", "cacerts_cache", "on_enroll", NULL };
+					     "down_hold", "cacerts_cache", "max_connections", "on_enroll", NULL };
 	if (!lua_istable(L, t)) {
 		eg_conf_fail(r, NULL, "est.lua must return a table");
 		goto fail;
@@ -273,9 +273,11 @@ int eg_est_conf_load(lua_State *L, int idx, const char *conf_dir, const char *fi
 		goto fail;
 	if (eg_conf_number(r, t, "retry_after", 1, 86400, &retry_after, "est") < 0 ||
 	    eg_conf_number(r, t, "down_hold", 0, 3600, &c->down_hold, "est") < 0 ||
-	    eg_conf_number(r, t, "cacerts_cache", 0, 86400 * 30, &c->cacerts_cache, "est") < 0)
+	    eg_conf_number(r, t, "cacerts_cache", 0, 86400 * 30, &c->cacerts_cache, "est") < 0 ||
+	    eg_conf_number(r, t, "max_connections", 1, 1000000, &max_connections, "est") < 0)
 		goto fail;
 	c->retry_after = (int)retry_after;
+	c->max_connections = (int)max_connections;
 
 	lua_getfield(L, t, "labels");
 	int lt = lua_gettop(L);

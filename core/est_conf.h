@@ -19,6 +19,7 @@ struct eg_load_error;
 #define EG_EST_MAX_LABELS 64
 #define EG_EST_MAX_UPSTREAMS 8
 #define EG_EST_MAX_USERS 1024
+#define EG_EST_MAX_CONNECTIONS 1024  /* est.lua max_connections by default */
 
 enum {
 	EG_EST_AUTH_CERT = 1,      /* a TLS client certificate that verifies against the device CA */
@@ -61,6 +62,7 @@ struct eg_est_conf {
 	int retry_after;           /* seconds told to devices when no upstream answers (503) */
 	double down_hold;          /* seconds a failed upstream is skipped while another one is left */
 	double cacerts_cache;      /* seconds a cacerts answer is served from cache (0: not cached) */
+	int max_connections;       /* device connections open at once; at the limit no more are accepted */
 	struct eg_est_error {      /* from policies.errors at load: status and text of an answer */
 		int status;
 		char text[160];

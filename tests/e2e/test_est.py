@@ -533,6 +533,38 @@ class EstTest(unittest.TestCase):
             if eg2.proc.poll() is None:
                 eg2.stop()
 
+    def test_max_connections_pauses_accepting(self):
+        import socket
+        eg2 = Daemon()
+        port2 = free_port()
+        with open(os.path.join(self.eg.conf, "est.lua")) as f:
+            text = f.read().replace("127.0.0.1:%d\" }" % self.est_port, "127.0.0.1:%d\" }" % port2, 1)
+        with open(os.path.join(eg2.conf, "est.lua"), "w") as f:
+            f.write(text.replace("return {", "return {\n  max_connections = 2,", 1))
+        eg2.start()
+        url = self.url("", "cacerts").replace(":%d/" % self.est_port, ":%d/" % port2)
+        idle = []
+        try:
+            self.assertEqual(self.curl(url)[0], 200)
+            # two connections that never say anything fill the limit: a third device is not
+            # accepted (it waits in the backlog) ...
+            idle = [socket.create_connection(("127.0.0.1", port2)) for _ in range(2)]
+            deadline = time.time() + 5
+            while time.time() < deadline and eg2.metrics().get("enrollgate_est_connections") != 2:
+                time.sleep(0.1)
+            self.assertEqual(eg2.metrics()["enrollgate_est_connections"], 2)
+            status, _, _ = self.curl(url, "--max-time", "2")
+            self.assertEqual(status, 0)
+            self.assertTrue([r for r in eg2.log_records() if "not accepting more" in r.get("msg", "")])
+            # ... until one of them closes; then it is served
+            idle.pop().close()
+            self.assertEqual(self.curl(url)[0], 200)
+            self.assertTrue([r for r in eg2.log_records() if "accepting device connections again" in r.get("msg", "")])
+        finally:
+            for s in idle:
+                s.close()
+            eg2.stop()
+
     def test_upstream_modes(self):
         body = self.csr("modes", "-algorithm", "ED25519")
         try:
