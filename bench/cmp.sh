@@ -67,10 +67,4 @@ log "warm-up"; SECS=2 load warmup http://127.0.0.1:8829/.well-known/cmp/p/bench 
 echo "# cmp bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads (and 1), PIN=${PIN:-1}, MAC-protected genm, mock CA: openssl cmp -port (one thread)"
 BENCH=cmp OP=tx RATE=tps CA_PID=${PIDS[0]} EG_PID=$(pgrep -f "enrollgate run -c $W/conf" | head -n 1)
 CA_URL=http://127.0.0.1:8082/pkix/ EG_URL=http://127.0.0.1:8829/.well-known/cmp/p/bench
-measure direct direct "$CA_URL"
-measure enrollgate_ca_core ca-core "$EG_URL"
-measure enrollgate_relay_core relay-core "$EG_URL"
-measure direct_again direct "$CA_URL"
-THREADS=1 measure direct_1 direct "$CA_URL"
-THREADS=1 measure enrollgate_1 ca-core "$EG_URL"
-pair_ratios
+bench_runs "$CA_URL" "$EG_URL"

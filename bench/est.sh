@@ -75,10 +75,4 @@ log "warm-up"; SECS=2 load warmup "https://localhost:$EST_PORT/.well-known/est" 
 echo "# est bench: $(nproc) cpus, ${SECS}s per run, $THREADS threads (and 1), PIN=${PIN:-1}, CSR mix RSA-2048/P-256/P-384/Ed25519; CA: tests/est/estca.py"
 BENCH=est OP=enroll RATE=enroll_rps CA_PID=${PIDS[0]} EG_PID=$EGPID
 CA_URL=https://localhost:$CA_PORT/.well-known/est EG_URL=https://localhost:$EST_PORT/.well-known/est
-measure direct direct "$CA_URL"
-measure enrollgate_ca_core ca-core "$EG_URL"
-measure enrollgate_relay_core relay-core "$EG_URL"
-measure direct_again direct "$CA_URL"
-THREADS=1 measure direct_1 direct "$CA_URL"
-THREADS=1 measure enrollgate_1 ca-core "$EG_URL"
-pair_ratios
+bench_runs "$CA_URL" "$EG_URL"

@@ -19,6 +19,7 @@
 #                                    and, through enrollgate, BENCH.NAME.cpu_per_OP (enrollgate's). Needs
 #                                    BENCH, OP, RATE (the load's rate metric), CA_PID, EG_PID, W. The
 #                                    run named enrollgate_relay_core is the one profiled (PROFILE=1).
+#   bench_runs CA_URL EG_URL         the six runs below (measure), then pair_ratios
 #   pair_ratios                      after the runs direct, enrollgate_ca_core, enrollgate_relay_core,
 #                                    direct_again (THREADS in flight) and direct_1, enrollgate_1 (one
 #                                    in flight): each placement's ratio to the mean of the two direct
@@ -95,10 +96,20 @@ pair_ratios() {
       d = v[b ".direct." r]
       if (v[b ".direct_again." r] != "") d = (d + v[b ".direct_again." r]) / 2
       c = ratio("enrollgate_ca_core"); e = ratio("enrollgate_relay_core")
-      printf "ratio.%s.best_vs_direct.%s %.3f x\n", b, r, c > e ? c : e
+      printf "ratio.%s.best_vs_direct.%s %.3f x\n", b, r, (c > e ? c : e)
       if (v[b ".direct_1.p50"] != "")
         printf "%s.added_p50 %.2f ms\n", b, v[b ".enrollgate_1.p50"] - v[b ".direct_1.p50"]
       n = c > e ? "enrollgate_ca_core" : "enrollgate_relay_core"
       printf "%s.added_p50_loaded %.2f ms\n", b, v[b "." n ".p50"] - v[b ".direct.p50"]
     }'
+}
+
+bench_runs() {
+  measure direct direct "$1"
+  measure enrollgate_ca_core ca-core "$2"
+  measure enrollgate_relay_core relay-core "$2"
+  measure direct_again direct "$1"
+  THREADS=1 measure direct_1 direct "$1"
+  THREADS=1 measure enrollgate_1 ca-core "$2"
+  pair_ratios
 }
