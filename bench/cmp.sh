@@ -2,8 +2,8 @@
 # bench/cmp.sh — CMP transactions per second and latency, directly against the `openssl cmp` mock CA
 # and through enrollgate's CMP proxy (MAC check, policy hook, relay), in one run with the same
 # message: a MAC-protected genm (one round trip; the mock answers the same message again and again).
-# Prints "metric value unit" lines and the ratios; the runs are est.sh's (both placements, then one
-# message in flight). Runs in a private network namespace (the mock binds every interface; needs
+# Prints "metric value unit" lines and the ratios; the runs are bench/lib/profile.sh's bench_runs
+# (direct, both placements, direct again, then one message in flight). Runs in a private network namespace (the mock binds every interface; needs
 # root). env: SECONDS_PER_RUN=10 THREADS=8 PIN=1 DEPS=1 BUILD=1.
 # THREADS=8: enough messages in flight to saturate the direct path and the relayed one alike
 # (with 2 in flight the relayed run is bound by each exchange's latency, not by anyone's CPU).

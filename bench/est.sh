@@ -2,11 +2,11 @@
 # bench/est.sh — EST enrollments per second and latency, directly against the test EST CA
 # (tests/est/estca.py) and through enrollgate's EST registration authority, in one run with the
 # same CSR mix (RSA 2048, EC P-256, EC P-384, Ed25519). Prints "metric value unit" lines and the
-# ratios. Runs: direct, through enrollgate placed both ways (bench/lib/profile.sh: place), direct
-# again, then both with one enrollment in flight for the added latency without queueing. Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 PIN=1 DEPS=1 BUILD=1 (0 skips apt /
-# build). The load: bench/lib/post_load.c (with the User-Agent and Accept an EST client such as curl
-# or libest sends: the test CA's CPU per request grows with each header it parses); placement:
-# bench/lib/profile.sh.
+# ratios. Runs (bench/lib/profile.sh: bench_runs): direct, through enrollgate placed both ways,
+# direct again, then both with one enrollment in flight for the added latency without queueing.
+# Loopback only. env: SECONDS_PER_RUN=10 THREADS=4 PIN=1 DEPS=1 BUILD=1 (0 skips apt / build).
+# The load: bench/lib/post_load.c (with the User-Agent and Accept an EST client such as curl or
+# libest sends: the test CA's CPU per request grows with each header it parses).
 set -euo pipefail
 B=$(cd "$(dirname "$0")" && pwd); SRC=$(dirname "$B")
 # shellcheck source=bench/lib/profile.sh

@@ -613,8 +613,6 @@ static void est_request_cb(struct evhttp_request *req, void *arg)
 	}
 }
 
-/* Each device connection gets an SSL from the newest server context (a reload may renew the
- * server certificate); connections already open keep theirs. */
 /* ---- device connections ---- */
 
 /* Device connections open now (there is one EST instance per process). One is counted when
@@ -663,6 +661,8 @@ static void counted_ssl_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int id
 		set_accepting(e, 1); /* (not while draining: the listeners are gone) */
 }
 
+/* Each device connection gets an SSL from the newest server context (a reload may renew the
+ * server certificate); connections already open keep theirs. Counted as above. */
 static struct bufferevent *est_bevcb(struct event_base *base, void *arg)
 {
 	struct eg_est *e = arg;
@@ -681,7 +681,6 @@ static struct bufferevent *est_bevcb(struct event_base *base, void *arg)
 		set_accepting(e, 0);
 	return bev;
 }
-
 
 int eg_est_start(struct eg_server *srv)
 {

@@ -551,10 +551,10 @@ static void try_next(struct upstream_req *r)
 		r->tcp_up_at = 0;
 		int was_empty = eg_http_pending(conn) == 0;
 		if (evhttp_make_request(conn, ureq, r->method, path) == 0) {
-			/* (on a new connection the request is queued until it is connected) */
-			if (r->reused)
-				eg_http_one_record(conn, was_empty);
 			if (r->uconn == conn) { /* (a failure may have been reported synchronously) */
+				/* (on a new connection the request waits until it is connected) */
+				if (r->reused)
+					eg_http_one_record(conn, was_empty);
 				r->ureq = ureq;
 				if (!r->reused && (r->connect_timer ||
 						   (r->connect_timer = evtimer_new(u->base, connect_timeout_cb, r))))
