@@ -696,7 +696,7 @@ int eg_est_start(struct eg_server *srv)
 		est_conns.ex_idx = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, NULL, NULL, counted_ssl_free);
 	est_conns.est = e;
 	est_conns.paused = 0;
-	e->pw = eg_pw_checker_new(srv->base);
+	e->pw = eg_pw_checker_new(srv->wake);
 	e->up = eg_upstreams_new(srv->base, srv->dns, "est", "enrollgate-est");
 	if (!e->pw || !e->up)
 		return -1;

@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -18,6 +17,7 @@
 #include "csr.h"
 #include "est_conf.h"
 #include "log.h"
+#include "wake.h"
 
 #define CACHE_SLOTS 64
 
@@ -31,7 +31,7 @@ struct remembered {
 };
 
 struct eg_pw_checker {
-	struct event_base *base;
+	struct eg_wake *wake;      /* the loop's: a finished check is handed back through it */
 	unsigned char key[32];     /* HMAC key of the cache, random per process */
 	char dummy_hash[160];
 	struct remembered cache[CACHE_SLOTS];
@@ -41,7 +41,7 @@ struct eg_pw_checker {
 
 struct job {
 	struct eg_pw_checker *pc;
-	struct event *ev;
+	struct eg_wake_item done_item;     /* posted by the thread when the check is over */
 	char user[64];
 	char password[256];
 	char hash[200];
@@ -58,7 +58,7 @@ static double mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-struct eg_pw_checker *eg_pw_checker_new(struct event_base *base)
+struct eg_pw_checker *eg_pw_checker_new(struct eg_wake *wake)
 {
 	struct eg_pw_checker *pc = calloc(1, sizeof(*pc));
 	unsigned char salt[16];
@@ -69,7 +69,7 @@ struct eg_pw_checker *eg_pw_checker_new(struct event_base *base)
 	}
 	EVP_EncodeBlock(salt64, salt, sizeof(salt));
 	snprintf(pc->dummy_hash, sizeof(pc->dummy_hash), DUMMY_HASH_FMT, salt64);
-	pc->base = base;
+	pc->wake = wake;
 	atomic_init(&pc->threads, 0);
 	return pc;
 }
@@ -127,22 +127,19 @@ static void *verify_thread(void *arg)
 	struct job *j = arg;
 	struct eg_pw_checker *pc = j->pc;
 	j->ok = eg_est_verify_hash(j->hash, j->password) && j->known;
-	event_active(j->ev, EV_READ, 0);
-	atomic_fetch_sub(&pc->threads, 1); /* j may be gone from here on */
+	eg_wake_post(pc->wake, &j->done_item); /* j may be gone from here on */
+	atomic_fetch_sub(&pc->threads, 1);
 	return NULL;
 }
 
 /* Back on the loop: remember a success, hand over the answer, clean up. */
-static void job_done_cb(evutil_socket_t fd, short what, void *arg)
+static void job_done(void *arg)
 {
 	struct job *j = arg;
-	(void)fd;
-	(void)what;
 	j->pc->running--;
 	if (j->ok)
 		remember(j->pc, j->mac);
 	j->done(j->ok, j->user, j->arg);
-	event_free(j->ev);
 	OPENSSL_cleanse(j, sizeof(*j));
 	free(j);
 }
@@ -181,12 +178,12 @@ enum eg_pw_result eg_pw_check(struct eg_pw_checker *pc, const struct eg_est_conf
 		goto out;
 	}
 	j = calloc(1, sizeof(*j));
-	if (!j || !(j->ev = event_new(pc->base, -1, 0, job_done_cb, j))) {
-		free(j);
+	if (!j) {
 		r = EG_PW_BUSY;
 		goto out;
 	}
 	j->pc = pc;
+	j->done_item = (struct eg_wake_item){ job_done, j, NULL };
 	snprintf(j->user, sizeof(j->user), "%s", name);
 	snprintf(j->password, sizeof(j->password), "%s", password);
 	snprintf(j->hash, sizeof(j->hash), "%s", hash ? hash : pc->dummy_hash);
@@ -201,7 +198,6 @@ enum eg_pw_result eg_pw_check(struct eg_pw_checker *pc, const struct eg_est_conf
 	atomic_fetch_add(&pc->threads, 1);
 	if (pthread_create(&t, &attr, verify_thread, j) != 0) {
 		atomic_fetch_sub(&pc->threads, 1);
-		event_free(j->ev);
 		OPENSSL_cleanse(j, sizeof(*j));
 		free(j);
 		r = EG_PW_BUSY;

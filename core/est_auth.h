@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-struct event_base;
+struct eg_wake;
 struct eg_est_conf;
 struct eg_pw_checker;
 
@@ -25,7 +25,7 @@ enum eg_pw_result {
 /* done(ok, user, arg) runs on the loop thread; user is the name that was checked. */
 typedef void (*eg_pw_done_fn)(int ok, const char *user, void *arg);
 
-struct eg_pw_checker *eg_pw_checker_new(struct event_base *base);
+struct eg_pw_checker *eg_pw_checker_new(struct eg_wake *wake);
 /* Waits for running verifications to end, then frees (their done() never runs). */
 void eg_pw_checker_free(struct eg_pw_checker *pc);
 

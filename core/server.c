@@ -15,7 +15,6 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 
 #include "cmp.h"
 #include "est.h"
@@ -161,7 +160,7 @@ static void raise_fd_limit(int max_connections)
 static void build_generation(struct eg_server *srv)
 {
 	srv->built = eg_policy_load(srv->conf_dir, srv->lua_dir, &srv->metrics.hooks, &srv->built_error);
-	event_active(srv->reload_done_ev, EV_READ, 0);
+	eg_wake_post(srv->wake, &srv->build_done);
 }
 
 static void *builder_main(void *arg)
@@ -236,11 +235,9 @@ static void publish(struct eg_server *srv, struct eg_policy *p)
 	}
 }
 
-static void reload_done_cb(evutil_socket_t fd, short what, void *arg)
+static void reload_done(void *arg)
 {
 	struct eg_server *srv = arg;
-	(void)fd;
-	(void)what;
 	if (srv->builder)
 		pthread_join(srv->builder, NULL);
 	srv->builder = 0;
@@ -365,7 +362,6 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 	memset(srv, 0, sizeof(*srv));
 	snprintf(srv->conf_dir, sizeof(srv->conf_dir), "%s", conf_dir);
 	snprintf(srv->lua_dir, sizeof(srv->lua_dir), "%s", lua_dir);
-	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
 	/* epoll changelist: an event enabled and disabled again within one loop pass (a bufferevent's
 	 * write event around a relayed chunk) costs no epoll_ctl at all */
@@ -375,8 +371,11 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	srv->base = event_base_new_with_config(cfg);
 	event_config_free(cfg);
-	if (!srv->base)
+	/* libevent runs without thread support: the builder and the password checks reach the loop
+	 * through srv->wake only */
+	if (!srv->base || !(srv->wake = eg_wake_new(srv->base)))
 		return -1;
+	srv->build_done = (struct eg_wake_item){ reload_done, srv, NULL };
 	first->stats = &srv->metrics.hooks;
 	publish(srv, first);
 	srv->last_reload_ok = 1;
@@ -421,13 +420,12 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 		return -1;
 
 	srv->accept_pause_ev = evtimer_new(srv->base, accept_resume_cb, srv);
-	srv->reload_done_ev = event_new(srv->base, -1, 0, reload_done_cb, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, sighup_cb, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, sigterm_cb, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, sigterm_cb, srv);
 	srv->log_flush_ev = event_new(srv->base, -1, EV_PERSIST, log_flush_cb, srv);
 	struct timeval flush_tv = { 0, 100000 };
-	if (!srv->accept_pause_ev || !srv->reload_done_ev || !srv->sig_hup || !srv->sig_term || !srv->sig_int || !srv->log_flush_ev)
+	if (!srv->accept_pause_ev || !srv->sig_hup || !srv->sig_term || !srv->sig_int || !srv->log_flush_ev)
 		return -1;
 	evsignal_add(srv->sig_hup, NULL);
 	evsignal_add(srv->sig_term, NULL);
@@ -472,12 +470,13 @@ void eg_server_free(struct eg_server *srv)
 	eg_cmp_free(srv->cmp);
 	if (srv->dns)
 		evdns_base_free(srv->dns, 0);
-	struct event *evs[] = { srv->sig_hup, srv->sig_term, srv->sig_int, srv->reload_done_ev, srv->drain_timer, srv->log_flush_ev,
+	struct event *evs[] = { srv->sig_hup, srv->sig_term, srv->sig_int, srv->drain_timer, srv->log_flush_ev,
 				srv->accept_pause_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
 	eg_proxy_free_pools(srv);
+	eg_wake_free(srv->wake); /* (after the builder and the password threads are done) */
 	/* connections still open at exit are reclaimed by the OS; the policy goes with the process */
 	if (srv->base)
 		event_base_free(srv->base);

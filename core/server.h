@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "policy.h"
 #include "settings.h"
+#include "wake.h"
 
 struct event_base;
 struct evdns_base;
@@ -30,7 +31,8 @@ struct eg_server {
 	struct evhttp *admin;
 	struct eg_est *est;          /* EST registration authority, when est.lua exists */
 	struct eg_cmp *cmp;          /* CMP proxy, when cmp.lua exists */
-	struct event *sig_hup, *sig_term, *sig_int, *reload_done_ev, *drain_timer, *log_flush_ev;
+	struct event *sig_hup, *sig_term, *sig_int, *drain_timer, *log_flush_ev;
+	struct eg_wake *wake;        /* other threads wake the loop through it (no libevent locks) */
 	struct event *accept_pause_ev; /* proxy listeners paused after an accept error (EMFILE) */
 
 	char conf_dir[512];
@@ -45,6 +47,7 @@ struct eg_server {
 
 	/* reload in progress on the builder thread */
 	pthread_t builder;
+	struct eg_wake_item build_done; /* posted by the builder when its generation is ready */
 	int building;
 	int rebuild_requested;
 	struct eg_policy *built;
