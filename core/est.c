@@ -720,8 +720,9 @@ int eg_est_start(struct eg_server *srv)
 			eg_log(EG_LOG_ERROR, "est", "cannot listen on %s", a);
 			return -1;
 		}
-		/* accepted sockets inherit it: bufferevent_openssl writes a reply in several TLS records,
-		 * and Nagle would hold the last one for the device's delayed ACK (40 ms) */
+		/* accepted sockets inherit it: an answer larger than one TLS record, and the handshake,
+		 * leave in several writes, and Nagle would hold the last one for the device's delayed
+		 * ACK (40 ms) */
 		set_nodelay(evhttp_bound_socket_get_fd(bs));
 		e->bound[e->nbound++] = bs;
 		eg_log(EG_LOG_INFO, "est", "EST listening on %s (%d label%s)", a, conf->nlabels, conf->nlabels == 1 ? "" : "s");

@@ -204,7 +204,7 @@ void eg_proxy_free_pools(struct eg_server *srv)
  * last connection closed, the free request states are freed and malloc_trim() returns the free
  * heap pages (a keep-alive load of 64 connections otherwise leaves ~0.6 MB more RSS for good). While
  * the origin pool still holds connections it runs again after they have expired. */
-#define IDLE_TRIM_AFTER 1.0
+#define IDLE_TRIM_AFTER 1 /* seconds */
 
 static void idle_trim_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -224,7 +224,7 @@ static void schedule_idle_trim(struct eg_server *srv)
 {
 	if (!srv->idle_trim_ev && !(srv->idle_trim_ev = evtimer_new(srv->base, idle_trim_cb, srv)))
 		return;
-	struct timeval tv = { (time_t)IDLE_TRIM_AFTER, (suseconds_t)((IDLE_TRIM_AFTER - (time_t)IDLE_TRIM_AFTER) * 1e6) };
+	struct timeval tv = { IDLE_TRIM_AFTER, 0 };
 	evtimer_add(srv->idle_trim_ev, &tv);
 }
 

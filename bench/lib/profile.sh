@@ -1,10 +1,9 @@
-# bench/lib/profile.sh — (sourced by bench/est.sh and bench/cmp.sh) CPU of a process over a
-# measured run, and an optional perf profile of it.
-#   profile_begin PID SECONDS DIR    before the run: CPU ticks so far; PROFILE=1 starts
-#                                    `perf record` (PERF_CG: call-graph option, default -g)
-#   profile_end                      after the run: sets PROFILE_TICKS (ticks spent in between);
-#                                    PROFILE=1 prints the top objects and symbols as "# profile"
-#                                    lines and copies perf.data to KEEP_PERF if set
+# bench/lib/profile.sh — (sourced by bench/est.sh and bench/cmp.sh) placement, the runs, CPU per
+# operation of the processes over a measured run, and an optional perf profile of enrollgate.
+#   profile_begin PID SECONDS DIR    before the run: PROFILE=1 starts `perf record` of PID
+#                                    (PERF_CG: call-graph option, default -g)
+#   profile_end                      after the run: PROFILE=1 prints the top objects and symbols as
+#                                    "# profile" lines and copies perf.data to KEEP_PERF if set
 #   cpu_per_op METRIC TICKS FILE RATE   prints "METRIC n us": TICKS of CPU over the run divided by
 #                                    the operations of the run (the RATE line of FILE times SECS)
 #   place direct|relay-core|ca-core CA_PID EG_PID   before a run, PIN=1 (default): the load
@@ -35,8 +34,7 @@ cpu_per_op() {
 proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }   # utime + stime, in clock ticks
 
 profile_begin() {
-  PROFILE_PID=$1 PROFILE_DIR=$3 PROFILE_PERF=
-  PROFILE_T0=$(proc_ticks "$1")
+  PROFILE_DIR=$3 PROFILE_PERF=
   if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
     # shellcheck disable=SC2086 # PERF_CG holds options
     perf record -e cpu-clock ${PERF_CG:--g} -p "$1" -o "$3/perf.data" -- sleep "$2" >/dev/null 2>&1 &
@@ -45,7 +43,6 @@ profile_begin() {
 }
 
 profile_end() {
-  PROFILE_TICKS=$(( $(proc_ticks "$PROFILE_PID") - PROFILE_T0 ))
   [ -n "$PROFILE_PERF" ] || return 0
   wait "$PROFILE_PERF" || true
   perf report -i "$PROFILE_DIR/perf.data" --no-children --sort dso -g none 2>/dev/null | grep '%' | head -n 8 |
