@@ -7,6 +7,7 @@
 #      TARGETS="direct enrollgate tinyproxy haproxy squid"  PIN=1 (client+origin on CLIENT_CPUS=0, proxy on
 #      PROXY_CPUS=1; PIN=0: let the scheduler place everything)  TRIES=2 FOREIGN_MAX=25 (a target whose
 #      tests saw more than 25 %core of foreign CPU is measured again, the least perturbed try is kept)
+#      EG_WORKERS (enrollgate's --workers: 1 with PIN=1, where the proxy has one core; auto with PIN=0)
 #      QUIET_WAIT=60 (s to wait for an idle machine before each target)  PROFILE=1 (perf profile of enrollgate
 #      under keep-alive load)  DEPS=1 BUILD=1 (0: skip the apt step / the build)  THREADS=2 CONNS=64 (wrk)
 # Output: stdout, and bench/out/<date-time>/ (bench/out/latest points to the last run). Loopback only.
@@ -14,7 +15,7 @@ set -euo pipefail
 B=$(cd "$(dirname "$0")" && pwd); SRC=$(dirname "$B"); L=$B/lib; CONF=$B/conf
 export DURATION=${DURATION:-10} RUNS=${RUNS:-5} CONNECT_N=${CONNECT_N:-1000} THREADS=${THREADS:-2} CONNS=${CONNS:-64}
 TARGETS=${TARGETS:-direct enrollgate tinyproxy haproxy squid}
-PIN=${PIN:-1}; CLIENT_CPUS_PIN=${CLIENT_CPUS:-0}; PROXY_CPUS=${PROXY_CPUS:-1}
+PIN=${PIN:-1}; EG_WORKERS=${EG_WORKERS:-$([ "$PIN" = 1 ] && echo 1 || echo auto)}; CLIENT_CPUS_PIN=${CLIENT_CPUS:-0}; PROXY_CPUS=${PROXY_CPUS:-1}
 TRIES=${TRIES:-2}; FOREIGN_MAX=${FOREIGN_MAX:-25}; QUIET_WAIT=${QUIET_WAIT:-60}; PROFILE=${PROFILE:-1}
 ID=$(date +%Y%m%d-%H%M%S); OUT=$B/out/$ID
 export RUN=${RUN:-${TMPDIR:-/tmp}/enrollgate-bench-state} CONF
@@ -79,7 +80,7 @@ for t in $TARGETS; do
   direct) ADDR[$t]=direct ;;
   enrollgate)
     "$EG" check -c "$CONF" > "$OUT/logs/enrollgate-check.out" 2>&1 || { cat "$OUT/logs/enrollgate-check.out" >&2; exit 1; }
-    start EGP "$EG" run -c "$CONF" --listen "$EG_LISTEN" --admin "$EG_ADMIN"
+    start EGP "$EG" run -c "$CONF" --listen "$EG_LISTEN" --admin "$EG_ADMIN" --workers "$EG_WORKERS"
     ADDR[$t]=$EG_LISTEN; PPID_OF[$t]=$EGP ;;
   tinyproxy|haproxy|squid)
     if ! command -v "$t" > /dev/null; then SKIPPED+=("$t"); continue; fi
@@ -113,7 +114,7 @@ for t in "${ACTIVE[@]}"; do [ -n "${PPID_OF[$t]:-}" ] && FRESH[$t]=$(rssof "${PP
   echo "# $(nginx -v 2>&1); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); $(tinyproxy -v 2>&1 | head -1)"
   command -v haproxy > /dev/null && echo "# $(haproxy -v | head -1)"
   command -v squid > /dev/null && echo "# $(squid -v | head -1)"
-  echo "# DURATION=$DURATION RUNS=$RUNS CONNECT_N=$CONNECT_N THREADS=$THREADS CONNS=$CONNS PIN=$PIN TARGETS=\"$TARGETS\""
+  echo "# DURATION=$DURATION RUNS=$RUNS CONNECT_N=$CONNECT_N THREADS=$THREADS CONNS=$CONNS PIN=$PIN EG_WORKERS=$EG_WORKERS TARGETS=\"$TARGETS\""
   echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/machine.txt"
 

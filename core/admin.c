@@ -15,6 +15,7 @@
 #include "est.h"
 #include "log.h"
 #include "origin_pool.h"
+#include "workers.h"
 
 static void iso_time(time_t t, char *out, size_t cap)
 {
@@ -53,15 +54,30 @@ static void render_status(struct eg_server *srv, struct evbuffer *b)
 	evbuffer_add_printf(b, "\"last_reload_at\":\"%s\",\"reloading\":%s,\"draining\":%s,\"conf_dir\":", last,
 			    srv->building ? "true" : "false", srv->draining ? "true" : "false");
 	json_str(b, srv->conf_dir);
+	struct eg_metrics total = { 0 };
+	eg_workers_add_metrics(srv->workers, &total);
 	evbuffer_add_printf(b, ",\"active_connections\":%lld,\"active_tunnels\":%lld,\"idle_origin_connections\":%d,"
-			    "\"cached_request_states\":%d,\"rules\":%d}\n",
-			    (long long)srv->metrics.active_connections, (long long)srv->metrics.active_tunnels,
+			    "\"cached_request_states\":%d,\"rules\":%d",
+			    (long long)(srv->metrics.active_connections + total.active_connections),
+			    (long long)(srv->metrics.active_tunnels + total.active_tunnels),
 			    eg_origin_pool_count(srv->origins), srv->req_state_nfree, eg_allowlist_count(p->allowlist));
+	if (srv->workers)
+		eg_workers_render_status(srv->workers, srv, b);
+	evbuffer_add(b, "}\n", 2);
+}
+
+/* The counters of every proxy process: the master's own plus what its workers published. */
+static void sum_metrics(struct eg_server *srv, struct eg_metrics *m)
+{
+	memcpy(m, &srv->metrics, sizeof(*m));
+	eg_workers_add_metrics(srv->workers, m);
 }
 
 static void render_metrics(struct eg_server *srv, struct evbuffer *b)
 {
-	const struct eg_metrics *m = &srv->metrics;
+	struct eg_metrics sum;
+	const struct eg_metrics *m = &sum;
+	sum_metrics(srv, &sum);
 	evbuffer_add_printf(b,
 		"# HELP enrollgate_requests_total Requests and tunnels by verdict.\n"
 		"# TYPE enrollgate_requests_total counter\n"
@@ -105,6 +121,7 @@ static void render_metrics(struct eg_server *srv, struct evbuffer *b)
 		(unsigned long long)m->hooks.calls, (unsigned long long)m->hooks.errors, (unsigned long long)m->hooks.timeouts,
 		(unsigned long long)m->hooks.oom, eg_policy_lua_memory(srv->policy),
 		(unsigned long long)m->bytes_client_to_upstream, (unsigned long long)m->bytes_upstream_to_client);
+	eg_workers_render_metrics(srv->workers, b);
 	eg_est_render_metrics(srv->est, b);
 	eg_cmp_render_metrics(srv->cmp, b);
 }

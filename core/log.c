@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,7 +15,16 @@ static size_t out_len;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
+static int worker_slot;  /* > 0: every record says "worker":K */
+static int shared_out;   /* stderr shared with other processes: whole lines of at most PIPE_BUF per write */
+
 void eg_log_set_level(enum eg_log_level lvl) { log_level = lvl; }
+
+void eg_log_set_worker(int slot, int shared)
+{
+	worker_slot = slot;
+	shared_out = shared;
+}
 enum eg_log_level eg_log_get_level(void) { return log_level; }
 int eg_log_enabled(enum eg_log_level lvl) { return lvl >= log_level; }
 
@@ -128,13 +138,28 @@ void eg_jbuf_begin(struct eg_jbuf *j, enum eg_log_level lvl, const char *event)
 	jb_raw(j, "\"", 1);
 	eg_jbuf_str(j, "level", level_names[lvl]);
 	eg_jbuf_str(j, "event", event);
+	if (worker_slot)
+		eg_jbuf_int(j, "worker", worker_slot);
+}
+
+/* How much of out_buf from off goes in one write: all of it, or with other processes on the same
+ * pipe whole lines of at most PIPE_BUF bytes (the kernel does not interleave such writes). */
+static size_t chunk_at(size_t off)
+{
+	size_t n = out_len - off;
+	if (!shared_out || n <= PIPE_BUF)
+		return n;
+	for (size_t i = PIPE_BUF; i > 0; i--)
+		if (out_buf[off + i - 1] == '\n')
+			return i;
+	return n; /* a single line longer than PIPE_BUF */
 }
 
 void eg_log_flush(void)
 {
 	size_t off = 0;
 	while (off < out_len) {
-		ssize_t w = write(STDERR_FILENO, out_buf + off, out_len - off);
+		ssize_t w = write(STDERR_FILENO, out_buf + off, chunk_at(off));
 		if (w <= 0)
 			break; /* stderr gone: drop, never block or crash the proxy */
 		off += (size_t)w;

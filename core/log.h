@@ -20,6 +20,8 @@ struct eg_jbuf {
 };
 
 void eg_log_set_level(enum eg_log_level lvl);
+/* Records of worker slot K > 0 say "worker":K; shared: stderr is written by more than one process. */
+void eg_log_set_worker(int slot, int shared);
 enum eg_log_level eg_log_get_level(void);
 int eg_log_level_parse(const char *s, enum eg_log_level *out); /* 0 ok, -1 unknown name */
 int eg_log_enabled(enum eg_log_level lvl);

@@ -23,14 +23,19 @@ struct opts {
 	char listen[EG_MAX_LISTEN][128];
 	int nlisten;
 	const char *admin;
+	int workers;       /* --workers, -1 if not given */
+	int worker_slot;   /* --worker K (internal: set by the master for the workers it starts) */
+	int worker_shm_fd; /* --worker-shm FD (internal) */
 };
 
 static void usage(FILE *f, const char *cmd)
 {
 	if (!cmd || strcmp(cmd, "run") == 0)
 		fprintf(f, "enrollgate run [-c DIR] [--listen ADDR:PORT]... [--admin ADDR:PORT] [--lua-dir DIR]\n"
+			   "               [--workers N|auto]\n"
 			   "    Run the proxy in the foreground (JSON logs on stderr). SIGHUP reloads the policy,\n"
-			   "    SIGTERM drains and exits.\n");
+			   "    SIGTERM drains and exits. --workers overrides enrollgate.lua's workers: forward-proxy\n"
+			   "    processes sharing the listeners (--worker and --worker-shm are for those it starts).\n");
 	if (!cmd || strcmp(cmd, "check") == 0)
 		fprintf(f, "enrollgate check [-c DIR] [--lua-dir DIR]\n"
 			   "    Load the configuration and policy exactly as a reload would (including the self-test\n"
@@ -98,6 +103,20 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char *cmd)
 			}
 			snprintf(o->listen[o->nlisten++], sizeof(o->listen[0]), "%s", v);
 			i++;
+		} else if (strcmp(a, "--workers") == 0 && v && strcmp(cmd, "run") == 0) {
+			if (eg_workers_parse(v, &o->workers) < 0) {
+				fprintf(stderr, "enrollgate run: --workers: expected auto or 1..%d\n", EG_MAX_WORKERS);
+				return -1;
+			}
+			i++;
+		} else if (strcmp(a, "--worker") == 0 && v && strcmp(cmd, "run") == 0) {
+			o->worker_slot = atoi(v);
+			if (o->worker_slot < 1 || o->worker_slot >= EG_MAX_WORKERS)
+				return -1;
+			i++;
+		} else if (strcmp(a, "--worker-shm") == 0 && v && strcmp(cmd, "run") == 0) {
+			o->worker_shm_fd = atoi(v);
+			i++;
 		} else if (strcmp(a, "--admin") == 0 && v && strcmp(cmd, "check") != 0) {
 			o->admin = v;
 			i++;
@@ -139,7 +158,12 @@ static int cmd_run(struct opts *o)
 		return 1;
 	}
 	eg_log_set_level(p->settings.log_level);
-	if (eg_server_init(&srv, p, o->conf_dir, o->lua_dir, o->listen, o->nlisten, o->admin) < 0) {
+	struct eg_start start = { o->listen, o->nlisten, o->admin, o->workers, o->worker_slot, o->worker_shm_fd };
+	if (o->worker_slot && o->worker_shm_fd <= 2) {
+		fprintf(stderr, "enrollgate: --worker needs --worker-shm\n");
+		return 2;
+	}
+	if (eg_server_init(&srv, p, o->conf_dir, o->lua_dir, &start) < 0) {
 		eg_log_flush();
 		fprintf(stderr, "enrollgate: start-up failed\n");
 		return 1;
@@ -221,6 +245,7 @@ int main(int argc, char **argv)
 {
 	struct opts o;
 	memset(&o, 0, sizeof(o));
+	o.workers = -1;
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
 		usage(argc < 2 ? stderr : stdout, NULL);
 		return argc < 2 ? 2 : 0;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <lauxlib.h>
@@ -24,6 +25,7 @@ void eg_settings_defaults(struct eg_settings *s)
 	snprintf(s->listen[0], sizeof(s->listen[0]), "127.0.0.1:48999");
 	s->nlisten = 1;
 	snprintf(s->admin, sizeof(s->admin), "127.0.0.1:48998");
+	s->workers = 1;
 	s->log_level = EG_LOG_INFO;
 	s->access_log = 1;
 	s->max_header_bytes = 16384;
@@ -40,6 +42,28 @@ void eg_settings_defaults(struct eg_settings *s)
 	s->hook_instructions = 1000000;
 	s->hook_time_ms = 100;
 	s->lua_memory = 32u << 20;
+}
+
+int eg_workers_parse(const char *s, int *out)
+{
+	if (strcmp(s, "auto") == 0) {
+		*out = EG_WORKERS_AUTO;
+		return 0;
+	}
+	char *end;
+	long n = strtol(s, &end, 10);
+	if (end == s || *end || n < 1 || n > EG_MAX_WORKERS)
+		return -1;
+	*out = (int)n;
+	return 0;
+}
+
+int eg_workers_count(int workers)
+{
+	if (workers != EG_WORKERS_AUTO)
+		return workers;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > EG_MAX_WORKERS ? EG_MAX_WORKERS : (int)n;
 }
 
 /* Read number t[key] into *out if present; range-checked. */
@@ -103,7 +127,7 @@ int eg_pol_load_settings(lua_State *L, struct load_ctx *lc)
 	if (eg_pol_run_file(L, lc, file, "settings") < 0)
 		return -1;
 	int t = lua_gettop(L);
-	static const char *const top[] = { "listen", "admin", "log", "limits", "dns", "relay", "lua", NULL };
+	static const char *const top[] = { "listen", "admin", "workers", "log", "limits", "dns", "relay", "lua", NULL };
 	if (eg_pol_check_keys(L, t, top, "settings", lc, file, "settings") < 0)
 		return -1;
 
@@ -127,6 +151,14 @@ int eg_pol_load_settings(lua_State *L, struct load_ctx *lc)
 	lua_getfield(L, t, "admin");
 	if (lua_isstring(L, -1))
 		snprintf(s->admin, sizeof(s->admin), "%s", lua_tostring(L, -1));
+	lua_pop(L, 1);
+
+	lua_getfield(L, t, "workers");
+	if (!lua_isnil(L, -1) && (!lua_isstring(L, -1) || eg_workers_parse(lua_tostring(L, -1), &s->workers) < 0)) {
+		eg_pol_set_err(lc->err, "settings", file, eg_find_line(file, "workers"),
+			       "workers: expected \"auto\" or a number from 1 to %d", EG_MAX_WORKERS);
+		return -1;
+	}
 	lua_pop(L, 1);
 
 	lua_getfield(L, t, "log");

@@ -18,6 +18,7 @@
 
 #include "cmp.h"
 #include "est.h"
+#include "workers.h"
 #include "log.h"
 #include "origin_pool.h"
 
@@ -279,6 +280,7 @@ void eg_server_request_reload(struct eg_server *srv, struct evhttp_request *wait
 			eg_admin_reload_answer(srv, waiter, -1);
 		return;
 	}
+	eg_workers_signal(srv->workers, SIGHUP); /* every worker reloads on its own */
 	if (srv->building) {
 		/* the build under way may have read the files already: queue another one */
 		srv->rebuild_requested = 1;
@@ -313,9 +315,16 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(srv->base, NULL);
 }
 
+/* Nothing left to finish: no proxy connection, EST request, CMP message or worker process. */
+static int drained(const struct eg_server *srv)
+{
+	return srv->metrics.active_connections == 0 && eg_est_busy(srv->est) == 0 && eg_cmp_busy(srv->cmp) == 0 &&
+	       eg_workers_alive(srv->workers) == 0;
+}
+
 void eg_server_exit_if_drained(struct eg_server *srv)
 {
-	if (srv->draining && srv->metrics.active_connections == 0 && eg_est_busy(srv->est) == 0 && eg_cmp_busy(srv->cmp) == 0)
+	if (srv->draining && drained(srv))
 		event_base_loopexit(srv->base, NULL);
 }
 
@@ -326,6 +335,7 @@ static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	if (srv->draining)
 		return;
 	srv->draining = 1;
+	eg_workers_signal(srv->workers, SIGTERM); /* each drains its own connections */
 	eg_log(EG_LOG_INFO, "shutdown", "%s: no new connections; draining %lld", sig == SIGINT ? "SIGINT" : "SIGTERM",
 	       (long long)srv->metrics.active_connections);
 	for (int i = 0; i < srv->nlisteners; i++) {
@@ -336,7 +346,7 @@ static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	eg_proxy_close_idle(srv);
 	eg_est_stop_accepting(srv->est);
 	eg_cmp_stop_accepting(srv->cmp);
-	if (srv->metrics.active_connections == 0 && eg_est_busy(srv->est) == 0 && eg_cmp_busy(srv->cmp) == 0) {
+	if (drained(srv)) {
 		event_base_loopexit(srv->base, NULL);
 		return;
 	}
@@ -357,9 +367,10 @@ static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- life cycle ---- */
 
 int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *conf_dir, const char *lua_dir,
-		   char listen_override[][128], int nlisten_override, const char *admin_override)
+		   const struct eg_start *start)
 {
 	memset(srv, 0, sizeof(*srv));
+	srv->worker_slot = start->worker_slot;
 	snprintf(srv->conf_dir, sizeof(srv->conf_dir), "%s", conf_dir);
 	snprintf(srv->lua_dir, sizeof(srv->lua_dir), "%s", lua_dir);
 	signal(SIGPIPE, SIG_IGN);
@@ -381,13 +392,19 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 	srv->last_reload_ok = 1;
 	srv->last_reload_at = time(NULL);
 	srv->boot = first->settings;
-	if (nlisten_override > 0) {
-		for (int i = 0; i < nlisten_override; i++)
-			snprintf(srv->boot.listen[i], sizeof(srv->boot.listen[i]), "%s", listen_override[i]);
-		srv->boot.nlisten = nlisten_override;
+	if (start->nlisten > 0) {
+		for (int i = 0; i < start->nlisten; i++)
+			snprintf(srv->boot.listen[i], sizeof(srv->boot.listen[i]), "%s", start->listen[i]);
+		srv->boot.nlisten = start->nlisten;
 	}
-	if (admin_override)
-		snprintf(srv->boot.admin, sizeof(srv->boot.admin), "%s", admin_override);
+	if (start->admin)
+		snprintf(srv->boot.admin, sizeof(srv->boot.admin), "%s", start->admin);
+	if (start->workers >= 0)
+		srv->boot.workers = start->workers;
+	/* a worker serves the proxy only: the master keeps admin, EST and CMP */
+	int nworkers = srv->worker_slot ? 1 : eg_workers_count(srv->boot.workers);
+	int shared = srv->worker_slot > 0 || nworkers > 1; /* listeners shared with SO_REUSEPORT */
+	eg_log_set_worker(srv->worker_slot, shared);
 
 	srv->dns = evdns_base_new(srv->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	srv->origins = eg_origin_pool_new();
@@ -403,6 +420,8 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 			return -1;
 		}
 		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+		if (shared)
+			flags |= LEV_OPT_REUSEABLE_PORT;
 		if (ss.ss_family == AF_INET6)
 			flags |= LEV_OPT_BIND_IPV6ONLY;
 		struct evconnlistener *l = evconnlistener_new_bind(srv->base, accept_cb, srv, flags, 1024, (struct sockaddr *)&ss, len);
@@ -414,10 +433,17 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 		evconnlistener_set_error_cb(l, accept_error_cb);
 		srv->listeners[srv->nlisteners++] = l;
 	}
-	if (eg_est_start(srv) < 0 || eg_cmp_start(srv) < 0)
-		return -1;
-	if (srv->boot.admin[0] && eg_admin_start(srv, srv->boot.admin) < 0)
-		return -1;
+	if (srv->worker_slot) {
+		if (eg_worker_attach(srv, srv->worker_slot, start->worker_shm_fd) < 0) {
+			eg_log(EG_LOG_ERROR, "workers", "worker %d: the master's shared memory is unusable", srv->worker_slot);
+			return -1;
+		}
+	} else {
+		if (eg_est_start(srv) < 0 || eg_cmp_start(srv) < 0)
+			return -1;
+		if (srv->boot.admin[0] && eg_admin_start(srv, srv->boot.admin) < 0)
+			return -1;
+	}
 
 	srv->accept_pause_ev = evtimer_new(srv->base, accept_resume_cb, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, sighup_cb, srv);
@@ -435,9 +461,14 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 	struct eg_jbuf j;
 	eg_jbuf_begin(&j, EG_LOG_INFO, "start");
 	eg_jbuf_int(&j, "pid", getpid());
+	if (srv->worker_slot)
+		eg_jbuf_int(&j, "worker", srv->worker_slot);
 	for (int i = 0; i < srv->boot.nlisten; i++)
 		eg_jbuf_str(&j, "listen", srv->boot.listen[i]);
-	eg_jbuf_str(&j, "admin", srv->boot.admin);
+	if (!srv->worker_slot)
+		eg_jbuf_str(&j, "admin", srv->boot.admin);
+	if (!srv->worker_slot)
+		eg_jbuf_int(&j, "workers", nworkers);
 	eg_jbuf_str(&j, "conf_dir", srv->conf_dir);
 	eg_jbuf_str(&j, "lua_dir", srv->lua_dir);
 	eg_jbuf_int(&j, "generation", (long long)srv->generation);
@@ -445,6 +476,9 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 	eg_jbuf_int(&j, "rules", eg_allowlist_count(srv->policy->allowlist));
 	eg_jbuf_emit(&j);
 	eg_log_flush();
+	/* last: the workers bind the addresses bound above */
+	if (nworkers > 1 && !(srv->workers = eg_workers_start(srv, nworkers)))
+		return -1;
 	return 0;
 }
 
@@ -468,6 +502,8 @@ void eg_server_free(struct eg_server *srv)
 		evhttp_free(srv->admin);
 	eg_est_free(srv->est);
 	eg_cmp_free(srv->cmp);
+	eg_workers_free(srv->workers);
+	eg_worker_detach(srv);
 	if (srv->dns)
 		evdns_base_free(srv->dns, 0);
 	struct event *evs[] = { srv->sig_hup, srv->sig_term, srv->sig_int, srv->drain_timer, srv->log_flush_ev,

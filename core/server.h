@@ -64,6 +64,20 @@ struct eg_server {
 	struct eg_origin_pool *origins; /* idle origin connections shared between clients (proxy.c) */
 	int req_state_nfree;
 	struct event *idle_trim_ev; /* gives memory back once no proxy connection is left (proxy.c) */
+
+	int worker_slot;             /* 0: the master (admin, EST, CMP); K > 0: proxy worker K (workers.c) */
+	struct eg_workers *workers;  /* the master's other proxy processes, NULL with workers = 1 */
+	struct eg_worker_link *worker_link; /* a worker's slot of the shared counters */
+};
+
+/* What the command line says beyond the configuration directory. */
+struct eg_start {
+	char (*listen)[128];         /* --listen overrides of enrollgate.lua's listen (nlisten of them) */
+	int nlisten;
+	const char *admin;           /* --admin, or NULL */
+	int workers;                 /* --workers (EG_WORKERS_AUTO: auto), or -1 for the setting */
+	int worker_slot;             /* --worker K: started by a master as its worker K; 0 otherwise */
+	int worker_shm_fd;           /* --worker-shm FD: the master's shared counters */
 };
 
 struct eg_conn;
@@ -71,7 +85,7 @@ struct eg_req_state;
 
 /* Set up everything (listeners, admin, signals) around a loaded first generation. */
 int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *conf_dir, const char *lua_dir,
-		   char listen_override[][128], int nlisten_override, const char *admin_override);
+		   const struct eg_start *start);
 int eg_server_run(struct eg_server *srv);
 void eg_server_free(struct eg_server *srv);
 

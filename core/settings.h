@@ -7,11 +7,14 @@
 #include "log.h"
 
 #define EG_MAX_LISTEN 16
+#define EG_MAX_WORKERS 64
+#define EG_WORKERS_AUTO 0
 
 struct eg_settings {
 	char listen[EG_MAX_LISTEN][128];
 	int nlisten;
 	char admin[128];
+	int workers;                /* forward-proxy processes; EG_WORKERS_AUTO: one per CPU */
 	enum eg_log_level log_level;
 	int access_log;
 
@@ -34,5 +37,10 @@ struct eg_settings {
 };
 
 void eg_settings_defaults(struct eg_settings *s);
+/* "auto" or a count 1..EG_MAX_WORKERS -> *out (EG_WORKERS_AUTO for "auto"); -1 if neither. */
+int eg_workers_parse(const char *s, int *out);
+/* The number of processes a workers setting means on this machine (auto: online CPUs, at most
+ * EG_MAX_WORKERS). */
+int eg_workers_count(int workers);
 
 #endif
