@@ -7,7 +7,8 @@
 #      TARGETS="direct enrollgate tinyproxy haproxy squid"  PIN=1 (client+origin on CLIENT_CPUS=0, proxy on
 #      PROXY_CPUS=1; PIN=0: let the scheduler place everything)  TRIES=2 FOREIGN_MAX=25 (a target whose
 #      tests saw more than 25 %core of foreign CPU is measured again, the least perturbed try is kept)
-#      EG_WORKERS (enrollgate's --workers: 1 with PIN=1, where the proxy has one core; auto with PIN=0)
+#      EG_WORKERS=1 (enrollgate's --workers; with PIN=0 on 2 cores, 2 workers made keep-alive 0.78x of 1,
+#      see docs/performance.md)
 #      QUIET_WAIT=60 (s to wait for an idle machine before each target)  PROFILE=1 (perf profile of enrollgate
 #      under keep-alive load)  DEPS=1 BUILD=1 (0: skip the apt step / the build)  THREADS=2 CONNS=64 (wrk)
 # Output: stdout, and bench/out/<date-time>/ (bench/out/latest points to the last run). Loopback only.
@@ -15,7 +16,7 @@ set -euo pipefail
 B=$(cd "$(dirname "$0")" && pwd); SRC=$(dirname "$B"); L=$B/lib; CONF=$B/conf
 export DURATION=${DURATION:-10} RUNS=${RUNS:-5} CONNECT_N=${CONNECT_N:-1000} THREADS=${THREADS:-2} CONNS=${CONNS:-64}
 TARGETS=${TARGETS:-direct enrollgate tinyproxy haproxy squid}
-PIN=${PIN:-1}; EG_WORKERS=${EG_WORKERS:-$([ "$PIN" = 1 ] && echo 1 || echo auto)}; CLIENT_CPUS_PIN=${CLIENT_CPUS:-0}; PROXY_CPUS=${PROXY_CPUS:-1}
+PIN=${PIN:-1}; EG_WORKERS=${EG_WORKERS:-1}; CLIENT_CPUS_PIN=${CLIENT_CPUS:-0}; PROXY_CPUS=${PROXY_CPUS:-1}
 TRIES=${TRIES:-2}; FOREIGN_MAX=${FOREIGN_MAX:-25}; QUIET_WAIT=${QUIET_WAIT:-60}; PROFILE=${PROFILE:-1}
 ID=$(date +%Y%m%d-%H%M%S); OUT=$B/out/$ID
 export RUN=${RUN:-${TMPDIR:-/tmp}/enrollgate-bench-state} CONF
