@@ -4,6 +4,7 @@
 return {
   listen = { "127.0.0.1:48999" },     -- "ADDR:PORT" or "[v6]:PORT"; the appliance uses "0.0.0.0:48999", "[::]:48999"
   admin  = "127.0.0.1:48998",         -- /healthz /metrics /status, POST /reload: keep it on loopback
+  workers = 1,                        -- forward-proxy processes (a number or "auto": one per CPU); read at start-up
   log = {
     level = "info",                   -- debug | info | warn | error
     access = true,                    -- one JSON line per request / tunnel

@@ -123,6 +123,12 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 size_t eg_policy_lua_memory(const struct eg_policy *p) { return p->mem_used; }
 
+void eg_policy_collect(struct eg_policy *p)
+{
+	if (p && p->L)
+		lua_gc(p->L, LUA_GCCOLLECT);
+}
+
 /* ---- file loading ---- */
 
 static char *read_file(const char *path, size_t *len, const char **why)

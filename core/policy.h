@@ -143,6 +143,8 @@ void eg_policy_cmp(struct eg_policy *p, const struct eg_request_info *ri, struct
 const struct eg_route *eg_policy_route(const struct eg_policy *p, const char *path, size_t n);
 
 size_t eg_policy_lua_memory(const struct eg_policy *p);
+/* A full garbage collection of the generation's Lua state (on the loop thread, which owns it). */
+void eg_policy_collect(struct eg_policy *p);
 
 /* Line of the first occurrence of needle in file (1-based), 0 if none: points load errors
  * about table contents (which Lua cannot locate) at a line. */

@@ -213,6 +213,7 @@ static void idle_trim_cb(evutil_socket_t fd, short what, void *arg)
 	if (srv->metrics.active_connections > 0)
 		return; /* scheduled again when the last one closes */
 	free_req_states(srv);
+	eg_policy_collect(srv->policy); /* the hooks' garbage first, so that its pages can go too */
 	malloc_trim(0);
 	if (eg_origin_pool_count(srv->origins) > 0) {
 		struct timeval tv = { (time_t)EG_ORIGIN_POOL_IDLE + 1, 0 };

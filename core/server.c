@@ -232,6 +232,8 @@ static void publish(struct eg_server *srv, struct eg_policy *p)
 	if (old) {
 		if (strcmp(old->settings.admin, p->settings.admin) != 0 || old->settings.nlisten != p->settings.nlisten)
 			eg_log(EG_LOG_WARN, "reload", "listener changes take effect at the next restart");
+		if (old->settings.workers != p->settings.workers && !srv->worker_slot)
+			eg_log(EG_LOG_WARN, "reload", "a change of workers takes effect at the next restart");
 		eg_policy_unref(old); /* freed when the last request holding it ends */
 	}
 }
@@ -456,6 +458,10 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 	evsignal_add(srv->sig_hup, NULL);
 	evsignal_add(srv->sig_term, NULL);
 	evsignal_add(srv->sig_int, NULL);
+	sigset_t hup; /* a worker's master starts it with SIGHUP blocked (workers.c) */
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	sigprocmask(SIG_UNBLOCK, &hup, NULL);
 	evtimer_add(srv->log_flush_ev, &flush_tv);
 
 	struct eg_jbuf j;

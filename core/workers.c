@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -39,6 +40,8 @@ struct worker_proc {
 	int k;                     /* its slot */
 	pid_t pid;                 /* 0: not running */
 	uint64_t restarts;
+	time_t started;            /* when it was last started */
+	int backoff;               /* seconds before the next start: 1, doubled while it dies young, 32 at most */
 	struct event *respawn_ev;  /* a second after it died */
 };
 
@@ -108,13 +111,17 @@ static void spawn(struct eg_workers *w, int k)
 		if (getppid() != master)
 			_exit(1); /* the master is gone already */
 		fcntl(w->shm_fd, F_SETFD, 0);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* a reload before the worker's own handler is in place would kill it (SIGHUP's default
+		 * action): it stays pending until eg_server_init unblocks it */
+		sigset_t hup;
+		sigemptyset(&hup);
+		sigaddset(&hup, SIGHUP);
+		sigprocmask(SIG_SETMASK, &hup, NULL);
 		execv("/proc/self/exe", w->argv);
 		_exit(127);
 	}
 	w->proc[k].pid = pid;
+	w->proc[k].started = time(NULL);
 	eg_log(EG_LOG_INFO, "workers", "worker %d started (pid %d)", k, (int)pid);
 }
 
@@ -157,15 +164,18 @@ static void sigchld_cb(evutil_socket_t sig, short what, void *arg)
 			eg_log(EG_LOG_INFO, "workers", "worker %d (pid %d) stopped", k, (int)pid);
 			continue;
 		}
+		/* one that keeps dying at start (a policy that no longer loads, say) is tried less often */
+		struct worker_proc *p = &w->proc[k];
+		p->backoff = time(NULL) - p->started < 10 && p->backoff ? (p->backoff < 32 ? 2 * p->backoff : 32) : 1;
 		if (WIFSIGNALED(status))
-			eg_log(EG_LOG_WARN, "workers", "worker %d (pid %d) killed by signal %d; starting it again in 1 s", k,
-			       (int)pid, WTERMSIG(status));
+			eg_log(EG_LOG_WARN, "workers", "worker %d (pid %d) killed by signal %d; starting it again in %d s", k,
+			       (int)pid, WTERMSIG(status), p->backoff);
 		else
-			eg_log(EG_LOG_WARN, "workers", "worker %d (pid %d) exited with status %d; starting it again in 1 s", k,
-			       (int)pid, WEXITSTATUS(status));
-		w->proc[k].restarts++;
-		struct timeval tv = { 1, 0 };
-		evtimer_add(w->proc[k].respawn_ev, &tv);
+			eg_log(EG_LOG_WARN, "workers", "worker %d (pid %d) exited with status %d; starting it again in %d s", k,
+			       (int)pid, WEXITSTATUS(status), p->backoff);
+		p->restarts++;
+		struct timeval tv = { p->backoff, 0 };
+		evtimer_add(p->respawn_ev, &tv);
 	}
 	if (w->srv->draining)
 		eg_server_exit_if_drained(w->srv);

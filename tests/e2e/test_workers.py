@@ -132,6 +132,32 @@ class WorkersTest(unittest.TestCase):
         self.assertEqual(self.eg.metrics()["enrollgate_worker_restarts_total"], 1)
         self.assertIn("killed by signal 9", self.eg.log())
 
+    def test_reloads_while_a_worker_starts_do_not_kill_it(self):
+        old = self.worker()["pid"]
+        os.kill(old, signal.SIGKILL)
+        end = time.time() + 2.0  # the new worker starts after 1 s: SIGHUPs every 10 ms around it
+        while time.time() < end:
+            os.kill(self.eg.proc.pid, signal.SIGHUP)
+            time.sleep(0.01)
+        w = wait_for(lambda: (lambda w: w if w["running"] and "generation" in w else None)(self.worker()))
+        self.assertTrue(w, self.eg.status())
+        self.assertEqual(w["restarts"], 1, self.eg.log()[-3000:])
+        self.assertNotIn("killed by signal 1;", self.eg.log())
+
+    def test_a_worker_that_cannot_start_is_tried_less_often(self):
+        old = self.worker()["pid"]
+        self.eg.write_policy("return { api_version = 1, allowlist = { { name = 'x' hosts = {} } } }\n")
+        os.kill(old, signal.SIGKILL)
+        # the restart loads the broken file, exits at once, and the next try waits twice as long
+        self.assertTrue(wait_for(lambda: "exited with status 1; starting it again in 2 s" in self.eg.log(), 8),
+                        self.eg.log()[-2000:])
+        self.assertFalse(self.worker()["running"])
+        self.assertEqual(self.codes("/ok"), [200] * N)  # the master alone serves meanwhile
+        self.eg.write_policy(ALLOW)
+        w = wait_for(lambda: (lambda w: w if w["running"] and "generation" in w else None)(self.worker()), 10)
+        self.assertTrue(w, self.eg.status())
+        self.assertGreaterEqual(w["restarts"], 2)
+
     def test_sigterm_stops_every_process(self):
         pid = self.worker()["pid"]
         self.eg.proc.send_signal(signal.SIGTERM)
