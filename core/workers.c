@@ -42,7 +42,7 @@ struct worker_proc {
 	uint64_t restarts;
 	time_t started;            /* when it was last started */
 	int backoff;               /* seconds before the next start: 1, doubled while it dies young, 32 at most */
-	struct event *respawn_ev;  /* a second after it died */
+	struct event *respawn_ev;  /* backoff seconds after it died */
 };
 
 struct eg_workers {
@@ -110,6 +110,10 @@ static void spawn(struct eg_workers *w, int k)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != master)
 			_exit(1); /* the master is gone already */
+		/* nothing of the master's crosses the exec but stdin/out/err and the shared counters:
+		 * libevent creates upstream sockets without FD_CLOEXEC, and a worker holding one
+		 * would keep that connection open after the master closed it */
+		close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
 		fcntl(w->shm_fd, F_SETFD, 0);
 		/* a reload before the worker's own handler is in place would kill it (SIGHUP's default
 		 * action): it stays pending until eg_server_init unblocks it */
@@ -133,24 +137,16 @@ static void respawn_cb(evutil_socket_t fd, short what, void *arg)
 		spawn(p->w, p->k);
 }
 
-static int slot_of(const struct eg_workers *w, pid_t pid)
-{
-	for (int k = 1; k < w->n; k++)
-		if (w->proc[k].pid == pid)
-			return k;
-	return -1;
-}
-
-/* SIGCHLD: reap every worker that ended; start it again unless draining. */
+/* SIGCHLD: reap every worker that ended (only those: waitpid(-1) would take other children's
+ * statuses); start it again unless draining. */
 static void sigchld_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct eg_workers *w = arg;
 	(void)sig, (void)what;
-	int status;
-	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		int k = slot_of(w, pid);
-		if (k < 0)
+	for (int k = 1; k < w->n; k++) {
+		int status;
+		pid_t pid = w->proc[k].pid;
+		if (pid <= 0 || waitpid(pid, &status, WNOHANG) != pid)
 			continue;
 		w->proc[k].pid = 0;
 		/* its counters stay in the sums (a restart must not make them go back); its gauges end */

@@ -132,6 +132,39 @@ class WorkersTest(unittest.TestCase):
         self.assertEqual(self.eg.metrics()["enrollgate_worker_restarts_total"], 1)
         self.assertIn("killed by signal 9", self.eg.log())
 
+    def test_a_restarted_worker_holds_none_of_the_masters_sockets(self):
+        # kept-alive clients: those on the master hold upstream connections (libevent opens them
+        # without FD_CLOEXEC), which must not be inherited by a worker it starts
+        import socket as so
+        clients = []
+        for _ in range(N):
+            c = so.create_connection(("127.0.0.1", self.eg.port), timeout=5)
+            c.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % self.url("/ok")).encode())
+            self.assertIn(b" 200 ", c.recv(65536))
+            clients.append(c)
+        try:
+            def sockets(pid):
+                out = set()
+                for fd in os.listdir("/proc/%d/fd" % pid):
+                    try:
+                        t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                    except OSError:
+                        continue
+                    if t.startswith("socket:"):
+                        out.add(t)
+                return out
+            master = sockets(self.eg.proc.pid)
+            self.assertGreater(len(master), N // 2)
+            old = self.worker()["pid"]
+            os.kill(old, signal.SIGKILL)
+            w = wait_for(lambda: (lambda w: w if w["running"] and w["pid"] != old and "generation" in w else None)(
+                self.worker()))
+            self.assertTrue(w, self.eg.status())
+            self.assertEqual(sockets(w["pid"]) & master, set())
+        finally:
+            for c in clients:
+                c.close()
+
     def test_reloads_while_a_worker_starts_do_not_kill_it(self):
         old = self.worker()["pid"]
         os.kill(old, signal.SIGKILL)
