@@ -111,8 +111,10 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char *cmd)
 			i++;
 		} else if (strcmp(a, "--worker") == 0 && v && strcmp(cmd, "run") == 0) {
 			o->worker_slot = atoi(v);
-			if (o->worker_slot < 1 || o->worker_slot >= EG_MAX_WORKERS)
+			if (o->worker_slot < 1 || o->worker_slot >= EG_MAX_WORKERS) {
+				fprintf(stderr, "enrollgate run: --worker: expected 1..%d\n", EG_MAX_WORKERS - 1);
 				return -1;
+			}
 			i++;
 		} else if (strcmp(a, "--worker-shm") == 0 && v && strcmp(cmd, "run") == 0) {
 			o->worker_shm_fd = atoi(v);
