@@ -373,7 +373,7 @@ static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
  * keeps its heap page resident after they are freed (a 64-connection load left some 130 of them
  * and 450 KiB of heap nobody used). Made here for the first EG_FD_SLOTS numbers, they sit
  * together. An add and a delete in the same loop pass never reach epoll (the changelist). */
-#define EG_FD_SLOTS 512
+#define EG_FD_SLOTS 256
 
 static void noop_cb(evutil_socket_t fd, short what, void *arg)
 {
