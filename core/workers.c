@@ -324,9 +324,10 @@ void eg_workers_render_status(const struct eg_workers *w, const struct eg_server
 				    (unsigned long long)w->proc[k].restarts);
 		if (have && s.pid == w->proc[k].pid)
 			evbuffer_add_printf(b, ",\"generation\":%llu,\"bundle_sha256\":\"%.64s\",\"last_reload\":\"%s\","
-					       "\"active_connections\":%lld,\"connections_total\":%llu",
+					       "\"draining\":%s,\"active_connections\":%lld,\"connections_total\":%llu",
 					    (unsigned long long)s.generation, s.sha256, s.last_reload_ok ? "ok" : "error",
-					    (long long)s.m.active_connections, (unsigned long long)s.m.connections_total);
+					    s.draining ? "true" : "false", (long long)s.m.active_connections,
+					    (unsigned long long)s.m.connections_total);
 		evbuffer_add(b, "}", 1);
 	}
 	evbuffer_add(b, "]", 1);

@@ -76,6 +76,7 @@ class WorkersTest(unittest.TestCase):
             argv = f.read().split(b"\0")
         self.assertIn(b"--worker", argv)
         self.assertEqual(w1["bundle_sha256"], st["bundle_sha256"])
+        self.assertIs(w1["draining"], False)
         self.assertEqual(self.codes("/ok"), [200] * N)
         # each process counts what it accepted; the worker publishes every 200 ms
         per = wait_for(lambda: [w["connections_total"] for w in self.eg.status()["workers"]]
