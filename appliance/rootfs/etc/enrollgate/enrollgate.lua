@@ -4,6 +4,7 @@
 return {
   listen = { "0.0.0.0:48999", "[::]:48999" },  -- the proxy, on every address of the appliance
   admin  = "127.0.0.1:48998",         -- /healthz /metrics /status, POST /reload: loopback only
+  workers = 1,                        -- forward-proxy processes, or "auto" (one per CPU): `sv restart` to change
   log = {
     level = "info",                   -- debug | info | warn | error
     access = true,                    -- one JSON line per request / tunnel
