@@ -192,6 +192,14 @@ class WorkersTest(unittest.TestCase):
         self.assertTrue(w, self.eg.status())
         self.assertGreaterEqual(w["restarts"], 2)
 
+    def test_a_change_of_workers_waits_for_a_restart(self):
+        with open(os.path.join(self.eg.conf, "enrollgate.lua"), "w") as f:
+            f.write(settings(3))
+        code, body = self.eg.reload()
+        self.assertEqual(code, 200, body)
+        self.assertIn("a change of workers takes effect at the next restart", self.eg.log())
+        self.assertEqual(len(self.eg.status()["workers"]), 2)
+
     def test_sigterm_stops_every_process(self):
         pid = self.worker()["pid"]
         self.eg.proc.send_signal(signal.SIGTERM)
@@ -215,6 +223,36 @@ class WorkersSettingTest(unittest.TestCase):
             self.assertIn("enrollgate.lua:", p.stderr)
         finally:
             eg.stop()
+
+    def test_worker_options_are_checked(self):
+        eg = Daemon(policy=ALLOW)
+        try:
+            for args, msg in ((["--workers", "0"], "--workers: expected auto or 1..64"),
+                              (["--workers", "x"], "--workers: expected auto or 1..64"),
+                              (["--worker", "1"], "--worker needs --worker-shm"),
+                              (["--worker", "0", "--worker-shm", "5"], "--worker: expected 1..63")):
+                p = subprocess.run([EG_BIN, "run", "-c", eg.conf] + args, capture_output=True, text=True, timeout=30)
+                self.assertEqual(p.returncode, 2, args)
+                self.assertIn(msg, p.stderr, args)
+        finally:
+            eg.stop()
+
+    def test_auto_is_one_process_per_cpu(self):
+        origin = Origin()
+        eg = Daemon(policy=ALLOW, settings=settings('"auto"'))
+        try:
+            eg.start()
+            n = min(os.cpu_count() or 1, 64)
+            st = eg.status()
+            if n == 1:
+                self.assertNotIn("workers", st)
+            else:
+                self.assertEqual([w["worker"] for w in st["workers"]], list(range(n)))
+                self.assertTrue(wait_for(lambda: all("generation" in w for w in eg.status()["workers"])))
+            self.assertEqual(proxy_get(eg.port, "http://localhost:%d/ok" % origin.port)[0], 200)
+        finally:
+            eg.stop()
+            origin.stop()
 
     def test_workers_one_has_no_worker_process(self):
         origin = Origin()
