@@ -78,12 +78,17 @@ class WorkersTest(unittest.TestCase):
         self.assertEqual(w1["bundle_sha256"], st["bundle_sha256"])
         self.assertIs(w1["draining"], False)
         self.assertEqual(self.codes("/ok"), [200] * N)
-        # each process counts what it accepted; the worker publishes every 200 ms
-        per = wait_for(lambda: [w["connections_total"] for w in self.eg.status()["workers"]]
-                       if sum(w["connections_total"] for w in self.eg.status()["workers"]) == N else None)
-        self.assertTrue(per, self.eg.status())
+        # each process counts what it accepted and answered; the worker publishes every 200 ms, so
+        # a snapshot may hold a connection whose answer it does not count yet: wait for both
+        def settled():
+            m = self.eg.metrics()
+            return m if m["enrollgate_connections_total"] == N and \
+                m.get('enrollgate_responses_total{code="200"}') == N else None
+        m = wait_for(settled)
+        self.assertTrue(m, self.eg.metrics())
+        per = [w["connections_total"] for w in self.eg.status()["workers"]]
+        self.assertEqual(sum(per), N)
         self.assertTrue(all(n > 0 for n in per), per)
-        m = self.eg.metrics()
         self.assertEqual(m["enrollgate_connections_total"], N)
         self.assertEqual(m['enrollgate_responses_total{code="200"}'], N)
         self.assertEqual(m["enrollgate_worker_processes"], 2)
