@@ -232,7 +232,15 @@ eg_assert_proxied() {
   local what=$1 tp=$2; shift 2
   case $PROXY_KIND in
   enrollgate)
-    local n; n=$(eg_access_count "$@")
+    # the daemon flushes its log every 100 ms: a client that just got its answer may be quicker
+    # (the pause also lets the exact counts some tests take after this see every record)
+    local n i
+    sleep 0.3
+    for i in $(seq 20); do
+      n=$(eg_access_count "$@")
+      [[ "$n" -ge 1 ]] && break
+      sleep 0.1
+    done
     if [[ "$n" -lt 1 ]]; then
       echo "--- access records in proxy log:" >&2
       grep -F '"access"' "$PROXY_LOG" | tail -n 20 >&2 || true
