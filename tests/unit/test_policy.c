@@ -991,27 +991,48 @@ static void test_ctx_header_returns_nil(void **state)
 	assert_string_equal(v.reason, "1");
 }
 
-/* The bundle digest (low-level SHA-256, digest.c) agrees with EVP's and with the FIPS 180 vector,
- * fed in one piece or in uneven ones. */
+/* EVP's SHA-256 of buf[0..n) as hex. */
+static void evp_sha256_hex(const unsigned char *buf, size_t n, char want[65])
+{
+	unsigned char md[32];
+	unsigned int len = 0;
+	assert_int_equal(EVP_Digest(buf, n, md, &len, EVP_sha256(), NULL), 1);
+	for (int i = 0; i < 32; i++)
+		snprintf(want + 2 * i, 3, "%02x", md[i]);
+}
+
+/* The bundle digest (our SHA-256, digest.c) agrees with the FIPS 180 vectors and with OpenSSL's
+ * for every length from 0 to 300 bytes (each padding case: 55, 56, 63, 64, 119, 120 ...) and for
+ * 5000 bytes fed in uneven pieces. */
 static void test_bundle_digest(void **state)
 {
 	(void)state;
-	char hex[65];
+	char hex[65], want[65];
 	struct eg_sha256 *d = eg_sha256_new();
 	assert_non_null(d);
 	eg_sha256_update(d, "abc", 3);
 	eg_sha256_final(d, hex);
 	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	static const char two_blocks[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	d = eg_sha256_new();
+	eg_sha256_update(d, two_blocks, strlen(two_blocks));
+	eg_sha256_final(d, hex);
+	assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	d = eg_sha256_new();
+	eg_sha256_final(d, hex);
+	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 
 	static unsigned char buf[5000];
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (unsigned char)(i * 7 + 3);
-	unsigned char md[32];
-	unsigned int n = 0;
-	assert_int_equal(EVP_Digest(buf, sizeof(buf), md, &n, EVP_sha256(), NULL), 1);
-	char want[65];
-	for (int i = 0; i < 32; i++)
-		snprintf(want + 2 * i, 3, "%02x", md[i]);
+	for (size_t n = 0; n <= 300; n++) {
+		evp_sha256_hex(buf, n, want);
+		d = eg_sha256_new();
+		eg_sha256_update(d, buf, n);
+		eg_sha256_final(d, hex);
+		assert_string_equal(hex, want);
+	}
+	evp_sha256_hex(buf, sizeof(buf), want);
 	d = eg_sha256_new();
 	for (size_t off = 0, step = 1; off < sizeof(buf); off += step, step = step * 3 + 1)
 		eg_sha256_update(d, buf + off, off + step <= sizeof(buf) ? step : sizeof(buf) - off);
