@@ -65,6 +65,10 @@ rm -rf "$WORK/install"
 DESTDIR=$WORK/install cmake --install "$WORK/enrollgate" >/dev/null
 rm -rf "$WORK/install/usr/share/doc"          # the image carries runtime pieces only
 strip --strip-unneeded "$WORK/install/usr/sbin/enrollgate"
+# the EST/CMP module (core/ra.h): OpenSSL is its dependency, not the executable's
+RA_MODULE=$(find "$WORK/install/usr/lib" -name enrollgate-ra.so | head -1)
+[ -n "$RA_MODULE" ] || { echo "build.sh: cmake --install left no enrollgate-ra.so" >&2; exit 1; }
+strip --strip-unneeded "$RA_MODULE"
 
 # ---- Debian packages that go into the image, cached per version ----
 # candidate PKG: the version apt would install.
@@ -108,6 +112,7 @@ RUNIT_BINS="chpst runsv runsvdir sv svlogd"
 LIBS=$WORK/libs.txt
 {
   ldd "$WORK/install/usr/sbin/enrollgate"
+  ldd "$RA_MODULE"
   for b in $RUNIT_BINS; do ldd "$RUNITDIR/root/usr/bin/$b"; done
 } | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u >"$LIBS"
 

@@ -11,8 +11,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "cmp.h"
-#include "est.h"
+#include "ra.h"
 #include "log.h"
 #include "origin_pool.h"
 #include "workers.h"
@@ -122,8 +121,8 @@ static void render_metrics(struct eg_server *srv, struct evbuffer *b)
 		(unsigned long long)m->hooks.oom, eg_policy_lua_memory(srv->policy),
 		(unsigned long long)m->bytes_client_to_upstream, (unsigned long long)m->bytes_upstream_to_client);
 	eg_workers_render_metrics(srv->workers, b);
-	eg_est_render_metrics(srv->est, b);
-	eg_cmp_render_metrics(srv->cmp, b);
+	eg_ra_est_render_metrics(srv->est, b);
+	eg_ra_cmp_render_metrics(srv->cmp, b);
 }
 
 static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype, struct evbuffer *b)

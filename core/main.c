@@ -8,11 +8,9 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <openssl/crypto.h>
 
 #include "build_config.h"
-#include "est.h"
-#include "est_conf.h"
+#include "ra.h"
 #include "log.h"
 #include "policy.h"
 #include "server.h"
@@ -233,8 +231,15 @@ static int cmd_hash_password(void)
 		return 1;
 	}
 	pw[strcspn(pw, "\r\n")] = '\0';
-	int rc = pw[0] && eg_est_hash_password(pw, out, sizeof(out)) == 0;
-	OPENSSL_cleanse(pw, sizeof(pw));
+	char why[512];
+	const struct eg_ra_ops *ra = eg_ra_load(why, sizeof(why));
+	if (!ra) {
+		explicit_bzero(pw, sizeof(pw));
+		fprintf(stderr, "enrollgate hash-password: %s\n", why);
+		return 1;
+	}
+	int rc = pw[0] && ra->est_hash_password(pw, out, sizeof(out)) == 0;
+	explicit_bzero(pw, sizeof(pw));
 	if (!rc) {
 		fprintf(stderr, "enrollgate hash-password: empty password or no randomness\n");
 		return 1;
@@ -283,7 +288,14 @@ int main(int argc, char **argv)
 			print_load_error(&err);
 			return 1;
 		}
-		int rc = eg_est_test_upstream(p, argv[argc - 1], stdout);
+		char why[512];
+		const struct eg_ra_ops *ra = eg_ra_load(why, sizeof(why));
+		if (!ra) {
+			fprintf(stderr, "enrollgate test-upstream: %s\n", why);
+			eg_policy_unref(p);
+			return 1;
+		}
+		int rc = ra->est_test_upstream(p, argv[argc - 1], stdout);
 		eg_policy_unref(p);
 		return rc;
 	}

@@ -23,6 +23,7 @@
 #include "cmp_conf.h"
 #include "cmp_msg.h"
 #include "est_conf.h"
+#include "ra.h"
 #include "policy_int.h"
 
 #define EG_POLICY_API_VERSION 1
@@ -664,6 +665,17 @@ const struct eg_route *eg_policy_route(const struct eg_policy *p, const char *pa
 }
 
 
+/* The EST/CMP module (ra.h) for a file that needs it; NULL with the load error set (fail closed:
+ * a configuration with est.lua or cmp.lua does not load without it). */
+static const struct eg_ra_ops *need_ra(struct load_ctx *lc, const char *file)
+{
+	char why[512];
+	const struct eg_ra_ops *ra = eg_ra_load(why, sizeof(why));
+	if (!ra)
+		eg_pol_set_err(lc->err, "load", file, 0, "%s", why);
+	return ra;
+}
+
 /* <conf>/est.lua, if present: the EST registration authority and its on_enroll hook. */
 static int load_est(lua_State *L, struct load_ctx *lc)
 {
@@ -674,15 +686,18 @@ static int load_est(lua_State *L, struct load_ctx *lc)
 		return 0;
 	if (eg_pol_run_file(L, lc, file, "est") < 0)
 		return -1;
+	const struct eg_ra_ops *ra = need_ra(lc, file);
+	if (!ra)
+		return -1;
 	int t = lua_gettop(L);
-	if (eg_est_conf_load(L, t, lc->p->conf_dir, file, &lc->p->est, lc->err) < 0 ||
+	if (ra->est_conf_load(L, t, lc->p->conf_dir, file, &lc->p->est, lc->err) < 0 ||
 	    hook_ref(L, t, "on_enroll", &lc->p->ref_on_enroll, lc, file) < 0)
 		return -1;
 	/* the wording of EST error answers: policies.errors, compiled now, never run per request */
 	lua_getglobal(L, "require");
 	lua_pushliteral(L, "policies.errors");
 	lua_call(L, 1, 1);
-	if (eg_est_conf_errors(L, -1, lc->p->est, lc->err) < 0)
+	if (ra->est_conf_errors(L, -1, lc->p->est, lc->err) < 0)
 		return -1;
 	lua_settop(L, t - 1);
 	return 0;
@@ -698,15 +713,18 @@ static int load_cmp(lua_State *L, struct load_ctx *lc)
 		return 0;
 	if (eg_pol_run_file(L, lc, file, "cmp") < 0)
 		return -1;
+	const struct eg_ra_ops *ra = need_ra(lc, file);
+	if (!ra)
+		return -1;
 	int t = lua_gettop(L);
-	if (eg_cmp_conf_load(L, t, lc->p->conf_dir, file, &lc->p->cmp, lc->err) < 0 ||
+	if (ra->cmp_conf_load(L, t, lc->p->conf_dir, file, &lc->p->cmp, lc->err) < 0 ||
 	    hook_ref(L, t, "on_message", &lc->p->ref_on_message, lc, file) < 0)
 		return -1;
 	/* the failInfo and wording of CMP error answers: policies.errors, compiled now */
 	lua_getglobal(L, "require");
 	lua_pushliteral(L, "policies.errors");
 	lua_call(L, 1, 1);
-	if (eg_cmp_conf_errors(L, -1, lc->p->cmp, lc->err) < 0)
+	if (ra->cmp_conf_errors(L, -1, lc->p->cmp, lc->err) < 0)
 		return -1;
 	lua_settop(L, t - 1);
 	return 0;
@@ -838,8 +856,8 @@ void eg_policy_unref(struct eg_policy *p)
 	if (p->L)
 		lua_close(p->L);
 	eg_allowlist_free(p->allowlist);
-	eg_est_conf_free(p->est);
-	eg_cmp_conf_free(p->cmp);
+	eg_ra_est_conf_free(p->est);
+	eg_ra_cmp_conf_free(p->cmp);
 	free(p->routes);
 	free(p);
 }

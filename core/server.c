@@ -16,8 +16,7 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 
-#include "cmp.h"
-#include "est.h"
+#include "ra.h"
 #include "workers.h"
 #include "log.h"
 #include "origin_pool.h"
@@ -320,7 +319,7 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 /* Nothing left to finish: no proxy connection, EST request, CMP message or worker process. */
 static int drained(const struct eg_server *srv)
 {
-	return srv->metrics.active_connections == 0 && eg_est_busy(srv->est) == 0 && eg_cmp_busy(srv->cmp) == 0 &&
+	return srv->metrics.active_connections == 0 && eg_ra_est_busy(srv->est) == 0 && eg_ra_cmp_busy(srv->cmp) == 0 &&
 	       eg_workers_alive(srv->workers) == 0;
 }
 
@@ -346,8 +345,8 @@ static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	srv->nlisteners = 0;
 	eg_proxy_close_idle(srv);
-	eg_est_stop_accepting(srv->est);
-	eg_cmp_stop_accepting(srv->cmp);
+	eg_ra_est_stop_accepting(srv->est);
+	eg_ra_cmp_stop_accepting(srv->cmp);
 	if (drained(srv)) {
 		event_base_loopexit(srv->base, NULL);
 		return;
@@ -467,7 +466,7 @@ int eg_server_init(struct eg_server *srv, struct eg_policy *first, const char *c
 			return -1;
 		}
 	} else {
-		if (eg_est_start(srv) < 0 || eg_cmp_start(srv) < 0)
+		if (eg_ra_est_start(srv) < 0 || eg_ra_cmp_start(srv) < 0)
 			return -1;
 		if (srv->boot.admin[0] && eg_admin_start(srv, srv->boot.admin) < 0)
 			return -1;
@@ -532,8 +531,8 @@ void eg_server_free(struct eg_server *srv)
 		evconnlistener_free(srv->listeners[i]);
 	if (srv->admin)
 		evhttp_free(srv->admin);
-	eg_est_free(srv->est);
-	eg_cmp_free(srv->cmp);
+	eg_ra_est_free(srv->est);
+	eg_ra_cmp_free(srv->cmp);
 	eg_workers_free(srv->workers);
 	eg_worker_detach(srv);
 	if (srv->dns)

@@ -3,7 +3,7 @@ import os
 import subprocess
 import unittest
 
-from harness import EG_BIN, EG_SRC, Daemon
+from harness import EG_BIN, EG_SRC, Daemon, free_port
 
 
 def run(*args):
@@ -78,6 +78,42 @@ class CliTest(unittest.TestCase):
         self.check_cmp('return {\n  listen = { "127.0.0.1:0" },\n  aliases = { %s },\n}\n' % ok_alias, 0,
                        "on_message: a function is required")
         self.check_cmp(base % (ok_alias, hook + ',\n  default_alias = "zz"'), 5, "not one of the aliases")
+
+    CMP_OK = ('return {\n  listen = { "127.0.0.1:%d" },\n'
+              '  aliases = { a = { upstreams = { "http://127.0.0.1:9/pkix/" }, mac = { k = "s" } } },\n'
+              '  on_message = require("policies.cmp").policy{},\n}\n')
+
+    def test_openssl_is_loaded_only_for_est_or_cmp(self):
+        """A proxy alone never maps OpenSSL (ra.h); a cmp.lua loads the EST/CMP module and with it
+        OpenSSL; without the module such a configuration does not load (fail closed)."""
+        d = Daemon()
+        try:
+            d.start()
+            with open("/proc/%d/maps" % d.proc.pid) as f:
+                maps = f.read()
+            for lib in ("libcrypto", "libssl", "enrollgate-ra"):
+                self.assertNotIn(lib, maps)
+        finally:
+            d.stop()
+        d = Daemon()
+        try:
+            with open(os.path.join(d.conf, "cmp.lua"), "w") as f:
+                f.write(self.CMP_OK % free_port())
+            d.start()
+            with open("/proc/%d/maps" % d.proc.pid) as f:
+                maps = f.read()
+            self.assertIn("enrollgate-ra.so", maps)
+            self.assertIn("libcrypto", maps)
+            env = dict(os.environ, ENROLLGATE_RA_MODULE="/nonexistent/enrollgate-ra.so")
+            p = subprocess.run([EG_BIN, "check", "-c", d.conf], capture_output=True, text=True, timeout=30, env=env)
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn("cmp.lua:0: cannot load the EST/CMP module: /nonexistent/enrollgate-ra.so", p.stderr)
+            p = subprocess.run([EG_BIN, "hash-password"], input="pw\n", capture_output=True, text=True, timeout=30,
+                               env=env)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("cannot load the EST/CMP module", p.stderr)
+        finally:
+            d.stop()
 
     def test_check_syntax_error(self):
         self.check_broken("return {\n  api_version = 1,\n  allowlist = {\n    { name = 'a', hosts = { 'x.example' } ports = {443} },\n  },\n}\n",
