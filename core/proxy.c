@@ -502,16 +502,7 @@ void eg_proxy_accept(struct eg_server *srv, int fd, const struct sockaddr *sa, i
 	evutil_make_socket_nonblocking(fd);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	char ip[INET6_ADDRSTRLEN] = "?";
-	uint16_t port = 0;
-	if (sa->sa_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
-		port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
-		port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-	}
-	snprintf(c->client, sizeof(c->client), sa->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
+	eg_format_addr(sa, c->client, sizeof(c->client));
 	c->t_start = eg_px_now_ms();
 	eg_px_await_head(c, 1);
 }

@@ -61,6 +61,20 @@ int eg_parse_listen_addr(const char *s, struct sockaddr_storage *ss, int *len)
 	return -1;
 }
 
+void eg_format_addr(const struct sockaddr *sa, char *out, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+		port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+		port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	}
+	snprintf(out, cap, sa->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
+}
+
 evutil_socket_t eg_listen_socket(const char *addr)
 {
 	struct sockaddr_storage ss;

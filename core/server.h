@@ -113,5 +113,7 @@ int eg_listen_socket(const char *addr);
 
 /* Parse "ADDR:PORT" / "[V6]:PORT" into a sockaddr. 0 or -1. */
 int eg_parse_listen_addr(const char *s, struct sockaddr_storage *ss, int *len);
+/* The inverse: "ADDR:PORT" or "[V6]:PORT" of sa into out ("?:0" for other families). */
+void eg_format_addr(const struct sockaddr *sa, char *out, size_t cap);
 
 #endif

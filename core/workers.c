@@ -1,7 +1,6 @@
 /* workers.c: the master's worker processes and the counters they share; see workers.h. */
 #include "workers.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -71,23 +70,14 @@ static size_t map_size(int n)
 	return sizeof(struct eg_worker_slot) * (size_t)n;
 }
 
-/* "ADDR:PORT" / "[ADDR]:PORT" of a bound listener, so that a listener on port 0 is shared too. */
+/* The address a listener is bound to, so that a listener on port 0 is shared too. */
 static int bound_addr(struct evconnlistener *l, char *out, size_t cap)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN];
 	if (getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&ss, &len) < 0)
 		return -1;
-	if (ss.ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-		snprintf(out, cap, "%s:%u", ip, ntohs(a->sin_port));
-	} else {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-		inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-		snprintf(out, cap, "[%s]:%u", ip, ntohs(a->sin6_port));
-	}
+	eg_format_addr((struct sockaddr *)&ss, out, cap);
 	return 0;
 }
 

@@ -7,9 +7,9 @@
  * the master's proxy addresses with SO_REUSEPORT, so that the kernel spreads new connections over
  * all N. No lock is shared on the hot path; each process reloads on its own SIGHUP.
  *
- * The master forwards reloads (SIGHUP) and the drain (SIGTERM/SIGINT), starts a worker again one
- * second after it died, and waits for every worker when it drains. Workers die with the master
- * (PR_SET_PDEATHSIG). Each worker copies its counters into its slot of a shared memory mapping
+ * The master forwards reloads (SIGHUP) and the drain (SIGTERM/SIGINT), starts a worker again after
+ * it died (1 s; 2 ... 32 s while it keeps dying at start), and waits for every worker when it
+ * drains. Workers die with the master (PR_SET_PDEATHSIG). Each worker copies its counters into its slot of a shared memory mapping
  * every EG_WORKER_PUBLISH_MS, and /metrics and /status add them up. */
 #ifndef EG_WORKERS_H
 #define EG_WORKERS_H
